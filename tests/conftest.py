@@ -1,0 +1,113 @@
+"""Shared fixtures: a real Redis (the one named by the environment, else an embedded one),
+an isolated key prefix per test, and the app → client → keys chain."""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_SECRET = "test-secret-0123456789abcdef0123456789"
+
+
+def pytest_configure(config):
+    os.environ.setdefault("WALLET_MARKET_CONFIG_DIR", str(ROOT / "config"))
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """``WALLET_MARKET_TEST_REDIS_URL`` or ``WALLET_MARKET_REDIS_URL`` when set, else an embedded Redis."""
+    url = os.environ.get("WALLET_MARKET_TEST_REDIS_URL") or os.environ.get("WALLET_MARKET_REDIS_URL")
+    if url:
+        yield url
+        return
+    from wallet_market.store.connection import EmbeddedRedis
+
+    embedded = EmbeddedRedis(tmp_path_factory.mktemp("redis") / "test.db")
+    yield embedded.url
+    embedded.close()
+
+
+@pytest.fixture
+def key_prefix(redis_url):
+    """A key prefix of this test's own; its keys are removed afterwards (never FLUSHALL)."""
+    prefix = f"wmtest-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    try:
+        batch = []
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                client.delete(*batch)
+                batch.clear()
+        if batch:
+            client.delete(*batch)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings_overrides(redis_url, key_prefix, tmp_path):
+    return {
+        "env": "testing",
+        "redis_url": redis_url,
+        "key_prefix": key_prefix,
+        "secret_key": TEST_SECRET,
+        "demo_catalogue": str(ROOT / "config" / "demo_catalogue.toml"),
+    }
+
+
+@pytest.fixture
+def app(settings_overrides):
+    from wallet_market.app import create_app
+
+    application = create_app(settings_overrides, start_background=False)
+    yield application
+    application.extensions["wallet_market"].close()
+
+
+@pytest.fixture
+def comps(app):
+    return app.extensions["wallet_market"]
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def api_keys(comps):
+    """One API key per role."""
+    return {role: comps.api_keys.create(role, name=f"test-{role}") for role in ("app", "pm", "finance", "internal")}
+
+
+@pytest.fixture
+def auth(api_keys):
+    """``auth("pm")`` → the headers of a caller with that role."""
+
+    def headers(role: str, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_keys[role]}", **extra}
+
+    return headers
+
+
+@pytest.fixture
+def demo_app(app, comps):
+    """The app with the demo catalogue loaded and published."""
+    from wallet_market.cli import load_demo_if_empty
+
+    load_demo_if_empty(comps, echo=lambda *_: None)
+    comps.snapshots.refresh()
+    return app

@@ -1,0 +1,174 @@
+"""Product managers' API (role ``pm``): catalogue, rule sets, preview, audit.
+
+Writes go to the draft; ``publish`` freezes it as the next immutable version.
+"""
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from ..domain.catalogue import Page, Partner, Product, Rule
+from .auth import BEARER, actor, components, require
+from .schemas import (
+    PageSchema,
+    PartnerSchema,
+    PreviewSchema,
+    ProductSchema,
+    PublishSchema,
+    RollbackSchema,
+    RuleSchema,
+)
+
+PM = "pm"
+
+RESOURCES = (
+    ("partners", "partner_id", PartnerSchema, Partner, "Partner lenders and card issuers."),
+    ("products", "product_id", ProductSchema, Product, "Loan and card products with their economics."),
+    ("pages", "page_id", PageSchema, Page, "Pages of the wallet app and their slots."),
+    ("rules", "rule_id", RuleSchema, Rule, "Placement rules: pin, exclude, boost or damp, floor, partner share cap."),
+)
+
+
+def _crud_blueprint(kind: str, id_field: str, schema, entity_cls, description: str) -> Blueprint:
+    blp = Blueprint(kind, __name__, url_prefix=f"/admin/v1/{kind}", description=description)
+    singular = kind[:-1]
+
+    @blp.route("")
+    class Collection(MethodView):
+        decorators = [require(PM)]
+
+        @blp.doc(security=BEARER)
+        @blp.response(200, schema(many=True))
+        def get(self):
+            """List the draft's entities"""
+            return [entity_cls.from_dict(e) for e in components().admin.list(kind)]
+
+        @blp.doc(security=BEARER)
+        @blp.arguments(schema)
+        @blp.response(201, schema)
+        def post(self, data):
+            """Create an entity in the draft
+
+            Refused with 422 naming the field when it breaks a guard of DESIGN §6
+            or references something that does not exist.
+            """
+            return entity_cls.from_dict(components().admin.create(kind, data, actor()))
+
+    @blp.route(f"/<{id_field}>")
+    class Item(MethodView):
+        decorators = [require(PM)]
+
+        @blp.doc(security=BEARER)
+        @blp.response(200, schema)
+        def get(self, **ids):
+            """Read one draft entity"""
+            return entity_cls.from_dict(components().admin.get(kind, ids[id_field]))
+
+        @blp.doc(security=BEARER)
+        @blp.arguments(schema)
+        @blp.response(200, schema)
+        def put(self, data, **ids):
+            """Replace one draft entity"""
+            return entity_cls.from_dict(components().admin.update(kind, ids[id_field], data, actor()))
+
+        @blp.doc(security=BEARER)
+        @blp.response(204)
+        def delete(self, **ids):
+            """Delete one draft entity"""
+            components().admin.delete(kind, ids[id_field], actor())
+
+    Collection.__name__ = f"{kind.title()}"
+    Item.__name__ = f"{singular.title()}ById"
+    return blp
+
+
+rulesets = Blueprint("rulesets", __name__, url_prefix="/admin/v1/rulesets", description="Published rule-set versions.")
+
+
+class VersionSchema(Schema):
+    version = fields.Integer()
+    published_at = fields.Float()
+    published_by = fields.String()
+    note = fields.String()
+    rollback_of = fields.Integer(allow_none=True)
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer())
+
+
+class VersionsSchema(Schema):
+    current = fields.Integer()
+    versions = fields.List(fields.Nested(VersionSchema))
+
+
+@rulesets.route("")
+class Rulesets(MethodView):
+    decorators = [require(PM)]
+
+    @rulesets.doc(security=BEARER)
+    @rulesets.response(200, VersionsSchema)
+    def get(self):
+        """List published versions and the one being served"""
+        return components().admin.versions()
+
+
+@rulesets.route("/publish")
+class Publish(MethodView):
+    decorators = [require(PM)]
+
+    @rulesets.doc(security=BEARER)
+    @rulesets.arguments(PublishSchema)
+    @rulesets.response(201, VersionSchema)
+    def post(self, data):
+        """Publish the draft as the next immutable version (atomic)"""
+        return components().admin.publish(actor(), data.get("note", ""))
+
+
+@rulesets.route("/rollback")
+class Rollback(MethodView):
+    decorators = [require(PM)]
+
+    @rulesets.doc(security=BEARER)
+    @rulesets.arguments(RollbackSchema)
+    @rulesets.response(201, VersionSchema)
+    def post(self, data):
+        """Serve an earlier version again (as a new version number) and reset the draft to it"""
+        return components().admin.rollback(data["version"], actor(), data.get("note", ""))
+
+
+preview = Blueprint("preview", __name__, url_prefix="/admin/v1", description="What a user would see, and why.")
+
+
+@preview.route("/preview")
+class Preview(MethodView):
+    decorators = [require(PM)]
+
+    @preview.doc(security=BEARER)
+    @preview.arguments(PreviewSchema)
+    @preview.response(200)
+    def post(self, data):
+        """Preview a layout with the explanation of every candidate
+
+        Each candidate is chosen (in which slot), lost (to which product, by how
+        much expected revenue) or filtered (by which guard or rule).
+        """
+        from ..services.preview import preview_layout
+
+        return preview_layout(components(), data)
+
+
+audit = Blueprint("audit", __name__, url_prefix="/admin/v1", description="Who changed what.")
+
+
+@audit.route("/audit")
+class Audit(MethodView):
+    decorators = [require(PM)]
+
+    @audit.doc(security=BEARER)
+    @audit.response(200)
+    def get(self):
+        """The newest catalogue changes, newest first"""
+        return {"entries": components().admin.audit(200)}
+
+
+def blueprints() -> list[Blueprint]:
+    return [*(_crud_blueprint(*resource) for resource in RESOURCES), rulesets, preview, audit]

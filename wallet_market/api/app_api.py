@@ -1,0 +1,99 @@
+"""The wallet app's API (role ``app``) and profile facts from internal systems (role ``internal``)."""
+from __future__ import annotations
+
+import orjson
+from flask import Response, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from .. import metrics
+from ..domain.users import UserProfile
+from ..services.layouts import LayoutRequest
+from .auth import BEARER, components, require
+from .schemas import LayoutQueryArgsSchema, LayoutSchema, UserProfileSchema
+
+layout = Blueprint("layout", __name__, url_prefix="/v1", description="Page layouts for the wallet app.")
+
+
+@layout.route("/layout")
+class Layout(MethodView):
+    @layout.doc(security=[{"bearerAuth": [], "userToken": []}, {"bearerAuth": []}])
+    @layout.arguments(LayoutQueryArgsSchema, location="query")
+    @layout.alt_response(200, schema=LayoutSchema, success=True, description="The layout")
+    def get(self, args):
+        """Which product fills each slot of a page
+
+        A logged-in user is named by `X-User-Token` (none: a visitor; a bad or
+        expired token: 401). Each slot carries a signed impression token naming
+        the decision, slot, product, rule-set version and user.
+        """
+        comps = components()
+        result = comps.layouts.layout(
+            LayoutRequest(
+                api_key=comps.access.bearer(request.headers.get("Authorization")),
+                user_token=request.headers.get("X-User-Token"),
+                page=args["page"],
+                device_model=args.get("device_model"),
+                app_version=args.get("app_version"),
+                region=args.get("region"),
+            )
+        )
+        for slot in result.decision.slots:
+            metrics.DECISIONS.labels(result.decision.page_id, slot.slot_id, slot.product_id).inc()
+        if result.degraded:
+            metrics.DEGRADED_LAYOUTS.inc()
+        return Response(orjson.dumps(result.body), mimetype="application/json")
+
+
+users = Blueprint("users", __name__, url_prefix="/v1/users", description="User profile facts from internal systems.")
+
+
+@users.route("/<user_id>")
+class UserById(MethodView):
+    decorators = [require("internal")]
+
+    @users.doc(security=BEARER)
+    @users.arguments(UserProfileSchema)
+    @users.response(200, UserProfileSchema)
+    def put(self, data, user_id):
+        """Replace a user's profile facts
+
+        Risk tier, in-house decision, consents, age, region and the SHA-256 of
+        the phone number — never the number itself (an unknown field such as
+        `phone` is refused).
+        """
+        decision = data.get("in_house_decision") or {}
+        body = {
+            **data,
+            "in_house_decision": {
+                "status": decision.get("status", "none"),
+                "decided_at": decision["decided_at"].isoformat() if decision.get("decided_at") else None,
+            },
+        }
+        profile = UserProfile.from_dict(body, user_id=user_id)
+        components().users.put_profile(user_id, profile.to_dict())
+        return _for_schema(profile.to_dict())
+
+    @users.doc(security=BEARER)
+    @users.response(200, UserProfileSchema)
+    def get(self, user_id):
+        """Read a user's profile facts"""
+        stored = components().users.get_profile(user_id)
+        if stored is None:
+            from ..services.errors import NotFound
+
+            raise NotFound(f"user {user_id!r} has no profile")
+        return _for_schema(stored)
+
+
+def _for_schema(profile: dict) -> dict:
+    from datetime import date
+
+    decision = dict(profile.get("in_house_decision") or {})
+    if decision.get("decided_at"):
+        decision["decided_at"] = date.fromisoformat(decision["decided_at"])
+    return {**profile, "in_house_decision": decision}
+
+
+def blueprints() -> list[Blueprint]:
+    return [layout, users]

@@ -1,0 +1,116 @@
+"""``wallet-market demo``: the wallet story of DESIGN §2, told by the running code.
+
+Loads the demo catalogue under its own key prefix (so a real catalogue is never
+touched), then asks the layout API — through the full HTTP stack, in process —
+for the home page of a visitor and of a logged-in prime user, and prints them
+side by side.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.columns import Columns
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from .settings import Settings
+
+DEMO_USER = "demo-prime-user"
+
+
+def _yuan(fen: int) -> str:
+    return f"{fen / 100:,.0f}"
+
+
+def _layout_table(layout: dict[str, Any]) -> Table:
+    table = Table(show_header=True, header_style="bold", expand=True)
+    table.add_column("slot")
+    table.add_column("product")
+    table.add_column("lender")
+    table.add_column("limit (RMB)", justify="right")
+    table.add_column("APR")
+    for slot in layout["slots"]:
+        card = slot["product"]
+        table.add_row(
+            slot["slot"],
+            f"{card['title']}\n[dim]{card['product_id']}[/dim]" + (f"\n[green]{card['promo']}[/green]" if card.get("promo") else ""),
+            card["lender_name"],
+            f"{_yuan(card['limit_min_fen'])}–{_yuan(card['limit_max_fen'])}",
+            card["apr_text"],
+        )
+    return table
+
+
+def demo_layouts(settings: Settings) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """The visitor's and the logged-in prime user's home layouts, and the app used."""
+    from .app import create_app
+    from .cli import load_demo_if_empty, read_catalogue_file
+    from pathlib import Path
+
+    app = create_app({"key_prefix": f"{settings.key_prefix}-demo"}, start_background=False)
+    comps = app.extensions["wallet_market"]
+    if not load_demo_if_empty(comps, echo=lambda *_: None):
+        demo = Path(settings.demo_catalogue)
+        if not demo.exists():
+            demo = Path(__file__).resolve().parent.parent / settings.demo_catalogue
+        comps.admin.load(read_catalogue_file(demo), actor="system:demo", publish=True)
+    comps.snapshots.refresh()
+    app_key = comps.api_keys.create("app", name="demo")
+    partners = sorted(comps.snapshots.current.built.catalogue.partners)
+    comps.users.put_profile(
+        DEMO_USER,
+        {
+            "user_id": DEMO_USER,
+            "risk_tier": "A",
+            "in_house_decision": {"status": "approved", "decided_at": None},
+            "consents": {"personalized": True, "share_with_partners": partners},
+            "age": 32,
+            "region": "guangdong",
+            "phone_sha256": None,
+        },
+    )
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {app_key}"}
+    visitor = client.get("/v1/layout?page=home", headers=headers)
+    user_token = comps.user_tokens.mint(DEMO_USER, 600)
+    logged_in = client.get("/v1/layout?page=home", headers={**headers, "X-User-Token": user_token})
+    if visitor.status_code != 200 or logged_in.status_code != 200:
+        raise RuntimeError(f"layout failed: {visitor.get_json()} {logged_in.get_json()}")
+    return visitor.get_json(), logged_in.get_json(), app
+
+
+def run_demo(settings: Settings, console: Console | None = None) -> None:
+    console = console or Console(width=160)
+    visitor, logged_in, app = demo_layouts(settings)
+    console.rule("[bold]wallet home page — rule-set version %s" % visitor["ruleset_version"])
+    console.print(
+        Columns(
+            [
+                Panel(_layout_table(visitor), title="Visitor (not logged in)", expand=True),
+                Panel(_layout_table(logged_in), title="Logged-in prime user (risk tier A, consents to share)", expand=True),
+            ],
+            equal=True,
+            expand=True,
+        )
+    )
+    console.print(
+        f"Top slot — visitor: [bold]{visitor['slots'][0]['product']['product_id']}[/bold]; "
+        f"logged-in: [bold]{logged_in['slots'][0]['product']['product_id']}[/bold] "
+        "(chosen by expected revenue per impression, group view, not by a pin)."
+    )
+    for hook in _after_demo_hooks():
+        hook(settings, console, app)
+    app.extensions["wallet_market"].close()
+
+
+def _after_demo_hooks():
+    hooks = []
+    try:
+        from .services.finance_demo import show_base_comparison
+    except ModuleNotFoundError as exc:
+        if exc.name != "wallet_market.services.finance_demo":
+            raise
+    else:
+        hooks.append(show_base_comparison)
+    return hooks

@@ -1,0 +1,114 @@
+"""``wallet-market serve``: gunicorn workers, the embedded Redis they share, and the ledger worker."""
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+import click
+from gunicorn.app.base import BaseApplication
+
+from .settings import Settings, load_settings
+
+
+class GunicornApp(BaseApplication):
+    """Runs ``create_app()`` in every gunicorn worker (after the fork, so nothing is shared by accident)."""
+
+    def __init__(self, options: dict, factory=None):
+        self.options = options
+        self.factory = factory
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            if key in self.cfg.settings and value is not None:
+                self.cfg.set(key, value)
+
+    def load(self):
+        if self.factory is not None:
+            return self.factory()
+        from .app import create_app
+
+        return create_app()
+
+
+def gunicorn_options(host: str, port: int, workers: int, threads: int) -> dict:
+    """The server settings shared by the service and the benchmark's baseline."""
+
+    def child_exit(server, worker):
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(worker.pid)
+
+    return {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread" if threads > 1 else "sync",
+        "keepalive": 5,
+        "backlog": 2048,
+        "timeout": 30,
+        "graceful_timeout": 10,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "warning",
+        "child_exit": child_exit,
+    }
+
+
+def run(settings: Settings, *, host: str, port: int, workers: int, threads: int, with_worker: bool) -> None:
+    """Start everything ``serve`` runs and block until stopped."""
+    from .store.connection import EmbeddedRedis
+
+    embedded = None
+    if not settings.redis_url:
+        # Started here, in the master, and shared by every worker through its socket.
+        embedded = EmbeddedRedis(settings.embedded_redis_path)
+        os.environ["WALLET_MARKET_REDIS_URL"] = embedded.url
+        settings = load_settings()
+        click.echo(f"Embedded Redis: {embedded.data_file}")
+    metrics_dir = tempfile.mkdtemp(prefix="wallet-market-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before any metric is created
+    atexit.register(shutil.rmtree, metrics_dir, True)
+
+    from .app import build_components
+    from .cli import load_demo_if_empty
+
+    comps = build_components(settings)
+    try:
+        load_demo_if_empty(comps)
+    finally:
+        comps.redis.close()
+
+    worker = None
+    if with_worker and _has_worker_command():
+        worker = subprocess.Popen([sys.executable, "-m", "wallet_market", "worker"], env=os.environ.copy())
+        click.echo(f"Ledger worker started (pid {worker.pid}).")
+
+    def _stop_worker(*_):
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+
+    atexit.register(_stop_worker)
+    click.echo(f"Serving on http://{host}:{port} with {workers} worker(s); OpenAPI at /openapi.json, docs at /docs.")
+    try:
+        GunicornApp(gunicorn_options(host, port, workers, threads)).run()
+    finally:
+        _stop_worker()
+        if embedded is not None:
+            embedded.close()
+
+
+def _has_worker_command() -> bool:
+    from .cli import main
+
+    return "worker" in main.commands

@@ -1,0 +1,220 @@
+"""The layout use case: which product fills each slot of a page, for this caller.
+
+One Redis round trip at most: the key check (unless cached), the rate counter
+and everything about the user are read on one pipeline; catalogue and rules come
+from the in-process snapshot. If Redis is unreachable the layout is still served
+from the snapshot, marked degraded, treating the user with the safest defaults
+(no personalisation, no consent to share).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
+
+import redis
+
+from ..domain.catalogue import Catalogue
+from ..domain.placement import (
+    Decision,
+    PlacementIndex,
+    PlacementPolicy,
+    RequestContext,
+    UnknownPage,
+    UserState,
+    place,
+)
+from ..domain.users import UserProfile
+from ..store.snapshot import SnapshotHolder
+from ..store.users import UserStore
+from .access import Access, Principal
+from .errors import NotFound, Unavailable
+from .tokens import Impression, ImpressionTokens
+
+APP_ROLES = ("app",)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What a serving process builds once per published rule set."""
+
+    version: int
+    catalogue: Catalogue
+    index: PlacementIndex
+    prescreen_partners: tuple[str, ...]
+    cards: Mapping[str, dict[str, Any]]
+
+
+def build_serving(record: Mapping[str, Any], policy: PlacementPolicy, catalogue_hook: Callable[[Catalogue], Catalogue] | None = None) -> Serving:
+    """Build the serving snapshot from a published rule-set record."""
+    catalogue = Catalogue.from_dict(record["catalogue"], version=int(record["version"]))
+    if catalogue_hook is not None:
+        catalogue = catalogue_hook(catalogue)
+    return Serving(
+        version=catalogue.version,
+        catalogue=catalogue,
+        index=PlacementIndex.build(catalogue, policy),
+        prescreen_partners=tuple(sorted(p.partner_id for p in catalogue.partners.values() if p.prescreen_url)),
+        cards={pid: product.card() for pid, product in catalogue.products.items()},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LayoutRequest:
+    api_key: str
+    user_token: str | None
+    page: str
+    device_model: str | None = None
+    app_version: str | None = None
+    region: str | None = None
+
+
+@dataclass
+class LayoutResult:
+    body: dict[str, Any]
+    decision: Decision
+    principal: Principal
+    user_id: str | None
+    degraded: bool
+
+
+class LayoutService:
+    def __init__(
+        self,
+        client: redis.Redis,
+        snapshots: SnapshotHolder,
+        users: UserStore,
+        access: Access,
+        impression_tokens: ImpressionTokens,
+        policy: PlacementPolicy,
+        action_url: Callable[[str, str | None, Serving], str] | None = None,
+    ):
+        self.client = client
+        self.snapshots = snapshots
+        self.users = users
+        self.access = access
+        self.impression_tokens = impression_tokens
+        self.policy = policy
+        self.action_url = action_url
+        self.on_decision: list[Callable[[LayoutResult], None]] = []
+
+    def serving(self) -> Serving:
+        snapshot = self.snapshots.current
+        if snapshot is None:
+            self.snapshots.refresh()
+            snapshot = self.snapshots.current
+        if snapshot is None:
+            raise Unavailable("no rule set has been published yet")
+        return snapshot.built
+
+    def layout(self, request: LayoutRequest) -> LayoutResult:
+        """Authenticate the app, read the user's facts in one pipeline, place, sign impressions."""
+        serving = self.serving()
+        if request.page not in serving.catalogue.pages:
+            raise NotFound(f"page {request.page!r} does not exist", {"page": ["unknown page"]})
+        user_id = self.access.user_id(request.user_token)
+        now = datetime.now(timezone.utc)
+        day = now.strftime("%Y%m%d")
+
+        pipe = self.client.pipeline(transaction=False)
+        pending = self.access.queue(pipe, request.api_key)
+        if user_id is not None:
+            self.users.queue_layout_reads(pipe, user_id, day, serving.prescreen_partners)
+        degraded = False
+        try:
+            results = pipe.execute()
+        except redis.RedisError:
+            degraded = True
+            results = None
+
+        if degraded:
+            principal = self.access.degraded(request.api_key, APP_ROLES)
+            profile, state = self._degraded_user(user_id)
+        else:
+            principal = self.access.finish(pending, results[: pending.results], APP_ROLES)
+            profile, state = self._user(user_id, results[pending.results :], serving, now.timestamp())
+
+        context = RequestContext(
+            page_id=request.page,
+            now=now,
+            user=profile,
+            device_model=request.device_model,
+            app_version=request.app_version,
+            region=request.region,
+            new_user=False,
+        )
+        try:
+            decision = place(serving.index, context, state, self.policy)
+        except UnknownPage:
+            raise NotFound(f"page {request.page!r} does not exist", {"page": ["unknown page"]}) from None
+        body = self.render(decision, serving, user_id, profile, int(now.timestamp()), degraded)
+        result = LayoutResult(body=body, decision=decision, principal=principal, user_id=user_id, degraded=degraded)
+        for hook in self.on_decision:
+            hook(result)
+        return result
+
+    def render(
+        self,
+        decision: Decision,
+        serving: Serving,
+        user_id: str | None,
+        profile: UserProfile | None,
+        issued_at: int,
+        degraded: bool,
+    ) -> dict[str, Any]:
+        """The DESIGN §7 layout body, each slot with its signed impression token."""
+        decision_id = os.urandom(9).hex()
+        risk_tier = profile.risk_tier if profile is not None else None
+        slots = []
+        for slot in decision.slots:
+            card = serving.cards[slot.product_id]
+            if self.action_url is not None:
+                card = {**card, "action_url": self.action_url(slot.product_id, user_id, serving)}
+            token = self.impression_tokens.sign(
+                Impression(
+                    decision_id=decision_id,
+                    page_id=decision.page_id,
+                    slot_id=slot.slot_id,
+                    position=slot.position,
+                    product_id=slot.product_id,
+                    ruleset_version=decision.ruleset_version,
+                    user_id=user_id,
+                    risk_tier=risk_tier,
+                    propensity_bps=slot.propensity_bps,
+                    issued_at=issued_at,
+                )
+            )
+            slots.append({"slot": slot.slot_id, "position": slot.position, "product": card, "impression_token": token})
+        return {
+            "page": decision.page_id,
+            "decision_id": decision_id,
+            "ruleset_version": decision.ruleset_version,
+            "personalized": decision.personalized,
+            "degraded": degraded,
+            "slots": slots,
+        }
+
+    def _user(self, user_id: str | None, results: list, serving: Serving, now: float):
+        if user_id is None:
+            return None, UserState()
+        raw_profile, impressions, suppressed, prescreen = UserStore.parse_layout_reads(
+            results, list(serving.prescreen_partners), now
+        )
+        if raw_profile is None:
+            # A logged-in user the internal systems have not described yet: the safest profile.
+            profile = UserProfile(user_id=user_id, personalized=False)
+        else:
+            profile = UserProfile.from_dict(raw_profile, user_id=user_id)
+        return profile, UserState(
+            impressions_today=impressions,
+            suppressed_partners=suppressed,
+            prescreen=prescreen,
+        )
+
+    @staticmethod
+    def _degraded_user(user_id: str | None):
+        if user_id is None:
+            return None, UserState()
+        return UserProfile(user_id=user_id, personalized=False), UserState()

@@ -1,0 +1,148 @@
+"""Signed tokens: user tokens (who is logged in) and impression tokens (what was shown).
+
+Both are HMAC-signed with the configured secret (itsdangerous ``Signer`` with
+SHA-256) over a compact base64url JSON payload that carries its own expiry, so
+each token may have its own lifetime.
+"""
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from itsdangerous import BadSignature, Signer
+
+
+class InvalidToken(ValueError):
+    """A token is malformed, forged or expired; ``reason`` says which."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _unb64(data: bytes) -> bytes:
+    return base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
+
+
+class TokenSigner:
+    """Signs and verifies compact JSON payloads with an expiry (``exp``, epoch seconds)."""
+
+    def __init__(self, secret: str, salt: str):
+        self._signer = Signer(secret, salt=salt, digest_method=_sha256, key_derivation="hmac")
+
+    def sign(self, payload: dict[str, Any], ttl_seconds: int, now: float | None = None) -> str:
+        body = dict(payload)
+        body["exp"] = int((now if now is not None else time.time()) + ttl_seconds)
+        return self._signer.sign(_b64(orjson.dumps(body))).decode()
+
+    def verify(self, token: str, now: float | None = None) -> dict[str, Any]:
+        """The payload of a genuine, unexpired token; :class:`InvalidToken` otherwise."""
+        if not token or len(token) > 4096:
+            raise InvalidToken("malformed")
+        try:
+            raw = self._signer.unsign(token.encode())
+        except BadSignature:
+            raise InvalidToken("bad_signature") from None
+        try:
+            body = orjson.loads(_unb64(raw))
+        except (ValueError, orjson.JSONDecodeError):
+            raise InvalidToken("malformed") from None
+        if not isinstance(body, dict) or "exp" not in body:
+            raise InvalidToken("malformed")
+        if body["exp"] < (now if now is not None else time.time()):
+            raise InvalidToken("expired")
+        return body
+
+
+def _sha256():
+    import hashlib
+
+    return hashlib.sha256()
+
+
+_sha256.__name__ = "sha256"
+
+
+class UserTokens:
+    """User tokens: what the wallet account system issues for a logged-in user."""
+
+    def __init__(self, secret: str, default_ttl_seconds: int):
+        self._signer = TokenSigner(secret, salt="wallet-market.user")
+        self.default_ttl_seconds = default_ttl_seconds
+
+    def mint(self, user_id: str, ttl_seconds: int | None = None) -> str:
+        return self._signer.sign({"u": user_id}, ttl_seconds or self.default_ttl_seconds)
+
+    def user_id(self, token: str) -> str:
+        body = self._signer.verify(token)
+        user_id = body.get("u")
+        if not isinstance(user_id, str) or not user_id:
+            raise InvalidToken("malformed")
+        return user_id
+
+
+@dataclass(frozen=True, slots=True)
+class Impression:
+    """What an impression token names: the decision, slot, product, rule-set version and user."""
+
+    decision_id: str
+    page_id: str
+    slot_id: str
+    position: int
+    product_id: str
+    ruleset_version: int
+    user_id: str | None
+    risk_tier: str | None
+    propensity_bps: int
+    issued_at: int
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "d": self.decision_id,
+            "pg": self.page_id,
+            "s": self.slot_id,
+            "i": self.position,
+            "p": self.product_id,
+            "v": self.ruleset_version,
+            "u": self.user_id,
+            "t": self.risk_tier,
+            "pr": self.propensity_bps,
+            "at": self.issued_at,
+        }
+
+    @classmethod
+    def from_payload(cls, body: dict[str, Any]) -> "Impression":
+        try:
+            return cls(
+                decision_id=str(body["d"]),
+                page_id=str(body["pg"]),
+                slot_id=str(body["s"]),
+                position=int(body["i"]),
+                product_id=str(body["p"]),
+                ruleset_version=int(body["v"]),
+                user_id=body.get("u"),
+                risk_tier=body.get("t"),
+                propensity_bps=int(body.get("pr", 10000)),
+                issued_at=int(body.get("at", 0)),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise InvalidToken("malformed") from None
+
+
+class ImpressionTokens:
+    def __init__(self, secret: str, ttl_seconds: int):
+        self._signer = TokenSigner(secret, salt="wallet-market.impression")
+        self.ttl_seconds = ttl_seconds
+
+    def sign(self, impression: Impression) -> str:
+        return self._signer.sign(impression.to_payload(), self.ttl_seconds, now=impression.issued_at)
+
+    def verify(self, token: str, now: float | None = None) -> Impression:
+        return Impression.from_payload(self._signer.verify(token, now=now))

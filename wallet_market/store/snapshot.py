@@ -1,0 +1,133 @@
+"""The in-process snapshot of the served rule set, refreshed on publish.
+
+Each serving process keeps the published rule set (and whatever is built from
+it, such as the placement index) in memory. A background thread listens on the
+publish channel and reloads within a moment of a publish; a slow poll covers
+missed messages and reconnects. While Redis is unreachable the last snapshot
+keeps serving.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, TypeVar
+
+import redis
+
+from .catalogue import CatalogueStore
+from .keys import Keys
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Snapshot(Generic[T]):
+    version: int
+    loaded_at: float
+    record: dict[str, Any]
+    built: T
+
+
+class SnapshotHolder(Generic[T]):
+    """Holds the current :class:`Snapshot`; ``build`` turns a rule-set body into what serving needs."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        build: Callable[[dict[str, Any]], T],
+        poll_seconds: float = 5.0,
+    ):
+        self.client = client
+        self.keys = keys
+        self.store = CatalogueStore(client, keys)
+        self.build = build
+        self.poll_seconds = poll_seconds
+        self._current: Snapshot[T] | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pubsub = None
+        self.last_error: str | None = None
+        self.listeners: list[Callable[[Snapshot[T]], None]] = []
+
+    @property
+    def current(self) -> Snapshot[T] | None:
+        return self._current
+
+    def refresh(self) -> bool:
+        """Load the served version if it differs from ours; True when a new one was loaded."""
+        with self._lock:
+            try:
+                version = self.store.current_version()
+                if version == 0 or (self._current is not None and self._current.version == version):
+                    self.last_error = None
+                    return False
+                record = self.store.load_version(version)
+            except redis.RedisError as exc:
+                self.last_error = str(exc)
+                log.warning("snapshot refresh failed, keeping version %s: %s", self.version, exc)
+                return False
+            snapshot = Snapshot(version=version, loaded_at=time.time(), record=record, built=self.build(record))
+            self._current = snapshot
+            self.last_error = None
+        log.info("serving rule-set version %s", version)
+        for listener in self.listeners:
+            listener(snapshot)
+        return True
+
+    def replace_built(self, built: T) -> None:
+        """Swap what was built from the current rule set (e.g. after learned rates refresh)."""
+        with self._lock:
+            if self._current is not None:
+                self._current = Snapshot(self._current.version, self._current.loaded_at, self._current.record, built)
+
+    @property
+    def version(self) -> int:
+        return self._current.version if self._current else 0
+
+    def start(self) -> None:
+        """Start the background listener (once per process, after any fork)."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="snapshot-refresh", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        pubsub = self._pubsub
+        if pubsub is not None:
+            try:
+                pubsub.close()
+            except Exception:  # closing a broken connection must not raise on shutdown
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+            self._thread = None
+
+    def _run(self) -> None:
+        next_poll = 0.0
+        while not self._stop.is_set():
+            try:
+                if self._pubsub is None:
+                    self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+                    self._pubsub.subscribe(self.keys.published_channel())
+                    self.refresh()  # catch up on whatever was published while unsubscribed
+                message = self._pubsub.get_message(timeout=min(1.0, self.poll_seconds or 1.0))
+                if message is not None and message.get("type") == "message":
+                    self.refresh()
+                if self.poll_seconds and time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + self.poll_seconds
+                    self.refresh()
+            except (redis.RedisError, OSError, ValueError) as exc:
+                self.last_error = str(exc)
+                try:
+                    if self._pubsub is not None:
+                        self._pubsub.close()
+                except Exception:
+                    pass
+                self._pubsub = None
+                self._stop.wait(0.5)
