@@ -20,7 +20,7 @@ from .domain.placement import PlacementPolicy
 from .services.access import Access
 from .services.catalogue_admin import CatalogueAdmin
 from .services.errors import ServiceError
-from .services.layouts import LayoutService, build_serving
+from .services.layouts import CatalogueHook, LayoutService, build_serving
 from .services.tokens import ImpressionTokens, UserTokens
 from .settings import Settings, load_settings
 from .store.access import ApiKeyStore
@@ -52,6 +52,10 @@ class Components:
     admin: CatalogueAdmin
     layouts: LayoutService
     embedded: EmbeddedRedis | None = None
+    # Adjust the catalogue each serving snapshot is built from (e.g. learned funnel rates).
+    catalogue_hooks: list[CatalogueHook] = field(default_factory=list)
+    # The client of request paths: short timeouts, no retries.
+    hot_redis: redis.Redis | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -84,8 +88,12 @@ def build_components(settings: Settings, client: redis.Redis | None = None) -> C
     api_keys = ApiKeyStore(client, keys)
     access = Access(ApiKeyStore(hot_client, keys), user_tokens, settings.rate_limit_per_minute)
     catalogue_store = CatalogueStore(client, keys)
+    catalogue_hooks: list[CatalogueHook] = []
     snapshots = SnapshotHolder(
-        client, keys, build=lambda record: build_serving(record, policy), poll_seconds=settings.snapshot_poll_seconds
+        client,
+        keys,
+        build=lambda record: build_serving(record, policy, catalogue_hooks),
+        poll_seconds=settings.snapshot_poll_seconds,
     )
     snapshots.listeners.append(lambda snap: metrics.RULESET_VERSION.set(snap.version))
     users = UserStore(client, keys)
@@ -105,6 +113,8 @@ def build_components(settings: Settings, client: redis.Redis | None = None) -> C
         admin=CatalogueAdmin(catalogue_store, settings.apr_cap_bps),
         layouts=layouts,
         embedded=embedded,
+        catalogue_hooks=catalogue_hooks,
+        hot_redis=hot_client,
     )
 
 

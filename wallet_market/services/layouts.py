@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import redis
 
@@ -47,11 +47,18 @@ class Serving:
     cards: Mapping[str, dict[str, Any]]
 
 
-def build_serving(record: Mapping[str, Any], policy: PlacementPolicy, catalogue_hook: Callable[[Catalogue], Catalogue] | None = None) -> Serving:
-    """Build the serving snapshot from a published rule-set record."""
+CatalogueHook = Callable[[Catalogue], Catalogue]
+
+
+def build_serving(record: Mapping[str, Any], policy: PlacementPolicy, hooks: Sequence[CatalogueHook] = ()) -> Serving:
+    """Build the serving snapshot from a published rule-set record.
+
+    ``hooks`` may adjust the catalogue first (learned funnel rates replace the
+    priors); they must keep it consistent and are applied in order.
+    """
     catalogue = Catalogue.from_dict(record["catalogue"], version=int(record["version"]))
-    if catalogue_hook is not None:
-        catalogue = catalogue_hook(catalogue)
+    for hook in hooks:
+        catalogue = hook(catalogue)
     return Serving(
         version=catalogue.version,
         catalogue=catalogue,
@@ -77,6 +84,9 @@ class LayoutResult:
     decision: Decision
     principal: Principal
     user_id: str | None
+    profile: UserProfile | None
+    state: UserState
+    serving: Serving
     degraded: bool
 
 
@@ -122,6 +132,7 @@ class LayoutService:
         pending = self.access.queue(pipe, request.api_key)
         if user_id is not None:
             self.users.queue_layout_reads(pipe, user_id, day, serving.prescreen_partners)
+            pipe.smembers(self.users.keys.leads_at_cap(day))
         degraded = False
         try:
             results = pipe.execute()
@@ -150,7 +161,16 @@ class LayoutService:
         except UnknownPage:
             raise NotFound(f"page {request.page!r} does not exist", {"page": ["unknown page"]}) from None
         body = self.render(decision, serving, user_id, profile, int(now.timestamp()), degraded)
-        result = LayoutResult(body=body, decision=decision, principal=principal, user_id=user_id, degraded=degraded)
+        result = LayoutResult(
+            body=body,
+            decision=decision,
+            principal=principal,
+            user_id=user_id,
+            profile=profile,
+            state=state,
+            serving=serving,
+            degraded=degraded,
+        )
         for hook in self.on_decision:
             hook(result)
         return result
@@ -200,8 +220,9 @@ class LayoutService:
         if user_id is None:
             return None, UserState()
         raw_profile, impressions, suppressed, prescreen = UserStore.parse_layout_reads(
-            results, list(serving.prescreen_partners), now
+            results[:4], list(serving.prescreen_partners), now
         )
+        at_cap = frozenset(p.decode() for p in results[4])
         if raw_profile is None:
             # A logged-in user the internal systems have not described yet: the safest profile.
             profile = UserProfile(user_id=user_id, personalized=False)
@@ -211,6 +232,7 @@ class LayoutService:
             impressions_today=impressions,
             suppressed_partners=suppressed,
             prescreen=prescreen,
+            partners_at_lead_cap=at_cap,
         )
 
     @staticmethod
