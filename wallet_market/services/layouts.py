@@ -108,7 +108,10 @@ class LayoutService:
         self.impression_tokens = impression_tokens
         self.policy = policy
         self.action_url = action_url
+        # Called after a layout is decided (decision log, background pre-screens); must not raise.
         self.on_decision: list[Callable[[LayoutResult], None]] = []
+        # May refine the user's state before placing (pre-screen answers within a budget).
+        self.before_place: list[Callable[[UserProfile | None, UserState, Serving], UserState]] = []
 
     def serving(self) -> Serving:
         snapshot = self.snapshots.current
@@ -147,6 +150,8 @@ class LayoutService:
             principal = self.access.finish(pending, results[: pending.results], APP_ROLES)
             profile, state = self._user(user_id, results[pending.results :], serving, now.timestamp())
 
+        for refine in self.before_place:
+            state = refine(profile, state, serving)
         context = RequestContext(
             page_id=request.page,
             now=now,
