@@ -157,6 +157,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, redis_client: redi
         OPENAPI_SWAGGER_UI_PATH="/docs",
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
         JSON_SORT_KEYS=False,
+        WALLET_MARKET_START_BACKGROUND=start_background,
     )
     components = build_components(settings, redis_client)
     app.extensions["wallet_market"] = components
