@@ -212,7 +212,7 @@ class CatalogueStore:
             for name in ("before", "after"):
                 if name in record:
                     record[name] = orjson.loads(record[name])
-            record["id"] = entry_id.decode()
+            record["entry_id"] = entry_id.decode()
             out.append(record)
         return out
 

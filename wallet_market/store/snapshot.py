@@ -97,15 +97,10 @@ class SnapshotHolder(Generic[T]):
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the listener; it notices within a second and closes its own connection."""
         self._stop.set()
-        pubsub = self._pubsub
-        if pubsub is not None:
-            try:
-                pubsub.close()
-            except Exception:  # closing a broken connection must not raise on shutdown
-                pass
         if self._thread is not None:
-            self._thread.join(timeout=2)
+            self._thread.join(timeout=3)
             self._thread = None
 
     def _run(self) -> None:
@@ -122,12 +117,16 @@ class SnapshotHolder(Generic[T]):
                 if self.poll_seconds and time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.poll_seconds
                     self.refresh()
-            except (redis.RedisError, OSError, ValueError) as exc:
+            except Exception as exc:  # the listener must outlive any Redis failure
                 self.last_error = str(exc)
-                try:
-                    if self._pubsub is not None:
-                        self._pubsub.close()
-                except Exception:
-                    pass
-                self._pubsub = None
+                self._close_pubsub()
                 self._stop.wait(0.5)
+        self._close_pubsub()
+
+    def _close_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            try:
+                pubsub.close()
+            except Exception:  # closing a broken connection must not raise
+                pass
