@@ -16,56 +16,75 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client import multiprocess
+from prometheus_client import multiprocess, values
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_metrics: dict[str, object] = {}
 
-REQUEST_LATENCY = Histogram(
-    "wallet_market_request_seconds",
-    "HTTP request latency by endpoint and status",
-    ["endpoint", "method", "status"],
-    buckets=LATENCY_BUCKETS,
-)
-DECISIONS = Counter(
-    "wallet_market_decisions_total",
-    "Products placed, by page, slot and product",
-    ["page", "slot", "product"],
-)
-DEGRADED_LAYOUTS = Counter(
-    "wallet_market_degraded_layouts_total",
-    "Layouts served from the last snapshot because Redis was unreachable",
-)
-RULESET_VERSION = Gauge(
-    "wallet_market_ruleset_version",
-    "Rule-set version served by this process",
-    multiprocess_mode="max",
-)
-EVENTS = Counter(
-    "wallet_market_events_total",
-    "Funnel events received, by source and outcome (accepted, duplicate, rejected)",
-    ["source", "outcome", "reason"],
-)
-STREAM_LAG = Gauge(
-    "wallet_market_stream_lag_entries",
-    "Event stream entries not yet turned into counters",
-    multiprocess_mode="max",
-)
-WORKER_APPLIED = Counter(
-    "wallet_market_worker_events_applied_total",
-    "Events the ledger worker turned into counters",
-)
-PARTNER_LATENCY = Histogram(
-    "wallet_market_partner_request_seconds",
-    "Outbound partner request latency by partner, purpose and outcome",
-    ["partner", "purpose", "outcome"],
-    buckets=LATENCY_BUCKETS,
-)
-PARTNER_BREAKER_OPEN = Gauge(
-    "wallet_market_partner_breaker_open",
-    "1 while a partner's circuit breaker is open",
-    ["partner"],
-    multiprocess_mode="max",
-)
+
+def _build() -> dict[str, object]:
+    """Create the metrics, once per process, on first use.
+
+    Created lazily (not at import) so that ``serve`` can switch prometheus-client
+    to multiprocess mode before any metric exists, whatever was imported first.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not getattr(values.ValueClass, "_multiprocess", False):
+        values.ValueClass = values.get_value_class()
+    _metrics["REQUEST_LATENCY"] = Histogram(
+        "wallet_market_request_seconds",
+        "HTTP request latency by endpoint and status",
+        ["endpoint", "method", "status"],
+        buckets=LATENCY_BUCKETS,
+    )
+    _metrics["DECISIONS"] = Counter(
+        "wallet_market_decisions_total",
+        "Products placed, by page, slot and product",
+        ["page", "slot", "product"],
+    )
+    _metrics["DEGRADED_LAYOUTS"] = Counter(
+        "wallet_market_degraded_layouts_total",
+        "Layouts served from the last snapshot because Redis was unreachable",
+    )
+    _metrics["RULESET_VERSION"] = Gauge(
+        "wallet_market_ruleset_version",
+        "Rule-set version served by this process",
+        multiprocess_mode="max",
+    )
+    _metrics["EVENTS"] = Counter(
+        "wallet_market_events_total",
+        "Funnel events received, by source and outcome (accepted, duplicate, rejected)",
+        ["source", "outcome", "reason"],
+    )
+    _metrics["STREAM_LAG"] = Gauge(
+        "wallet_market_stream_lag_entries",
+        "Event stream entries not yet turned into counters",
+        multiprocess_mode="max",
+    )
+    _metrics["WORKER_APPLIED"] = Counter(
+        "wallet_market_worker_events_applied_total",
+        "Events the ledger worker turned into counters",
+    )
+    _metrics["PARTNER_LATENCY"] = Histogram(
+        "wallet_market_partner_request_seconds",
+        "Outbound partner request latency by partner, purpose and outcome",
+        ["partner", "purpose", "outcome"],
+        buckets=LATENCY_BUCKETS,
+    )
+    _metrics["PARTNER_BREAKER_OPEN"] = Gauge(
+        "wallet_market_partner_breaker_open",
+        "1 while a partner's circuit breaker is open",
+        ["partner"],
+        multiprocess_mode="max",
+    )
+    return _metrics
+
+
+def __getattr__(name: str):
+    if name.isupper() and name != "LATENCY_BUCKETS":
+        metrics = _metrics or _build()
+        if name in metrics:
+            return metrics[name]
+    raise AttributeError(name)
 
 
 def exposition() -> tuple[bytes, str]:
@@ -77,3 +96,32 @@ def exposition() -> tuple[bytes, str]:
     from prometheus_client import REGISTRY
 
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+# -- partner gateway -------------------------------------------------------------
+PARTNER_REQUESTS = Counter(
+    "wallet_market_partner_requests_total",
+    "Outbound partner calls by partner, purpose and outcome "
+    "(ok, timeout, unreachable, http_error, bad_answer, breaker_open, no_secret)",
+    ["partner", "purpose", "outcome"],
+)
+PRESCREEN_ANSWERS = Counter(
+    "wallet_market_prescreen_answers_total",
+    "Pre-screen answers by partner: new, existing, ineligible or failed",
+    ["partner", "answer"],
+)
+PRESCREEN_WAIT = Histogram(
+    "wallet_market_prescreen_wait_seconds",
+    "Time a layout waited for missing pre-screen answers (bounded by the budget)",
+    buckets=LATENCY_BUCKETS,
+)
+DATA_SHARES = Counter(
+    "wallet_market_data_shares_total",
+    "Sends of user data to partners (each one recorded in the data-share log), by partner and purpose",
+    ["partner", "purpose"],
+)
+JOINT_LOGIN_EXCHANGES = Counter(
+    "wallet_market_joint_login_exchanges_total",
+    "Joint-login token exchanges by partner and outcome",
+    ["partner", "outcome"],
+)

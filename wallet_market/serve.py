@@ -73,7 +73,12 @@ def run(settings: Settings, *, host: str, port: int, workers: int, threads: int,
         settings = load_settings()
         click.echo(f"Embedded Redis: {embedded.data_file}")
     metrics_dir = tempfile.mkdtemp(prefix="wallet-market-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before any metric is created
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    from prometheus_client import values
+
+    # Whatever imported prometheus-client before this point, metrics created from now on
+    # (in the workers) write to the shared directory.
+    values.ValueClass = values.get_value_class()
     atexit.register(shutil.rmtree, metrics_dir, True)
 
     from .app import build_components

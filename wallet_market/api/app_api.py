@@ -12,13 +12,16 @@ from ..services.layouts import LayoutRequest
 from .auth import BEARER, components, require
 from .schemas import LayoutQueryArgsSchema, LayoutSchema, UserProfileSchema
 
+# One schema instance for the hot path (webargs would build one per request from a class).
+LAYOUT_QUERY = LayoutQueryArgsSchema()
+
 layout = Blueprint("layout", __name__, url_prefix="/v1", description="Page layouts for the wallet app.")
 
 
 @layout.route("/layout")
 class Layout(MethodView):
     @layout.doc(security=[{"bearerAuth": [], "userToken": []}, {"bearerAuth": []}])
-    @layout.arguments(LayoutQueryArgsSchema, location="query")
+    @layout.arguments(LAYOUT_QUERY, location="query")
     @layout.alt_response(200, schema=LayoutSchema, success=True, description="The layout")
     def get(self, args):
         """Which product fills each slot of a page
