@@ -1,0 +1,957 @@
+"""The placement engine (DESIGN §4): which product fills each slot of a page.
+
+:class:`PlacementIndex` holds everything that does not depend on the request,
+built once per published rule set: each product's guard verdict and its
+expected revenue per impression (integer micro-fen, per risk tier, both views),
+and each page's rules in evaluation order with a small cache of which rules a
+request context matches. :func:`place` then costs a pass over the products, a
+few rule lookups and an exact assignment of products to slots.
+"""
+from __future__ import annotations
+
+import random
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any, Iterable, Mapping
+
+from .catalogue import BPS, IN_HOUSE, RISK_TIERS, Catalogue, Page, Partner, Product, Rule, Slot
+from .economics import GROUP_VIEW, PLATFORM_VIEW, expected_revenue_per_impression, to_micro_fen
+from .guards import parse_version, partner_placeable, product_violations
+from .users import UserProfile
+
+DETERMINISTIC_BPS = BPS
+# Request-context fields that personalisation off hides from rule conditions (guard 7).
+_PROFILE_DRIVEN_FIELDS = ("risk_tier", "in_house_decision", "new_user", "experiment_arm")
+_RULE_CACHE_SIZE = 512
+
+
+class UnknownPage(LookupError):
+    """No page of that id in the published catalogue."""
+
+    def __init__(self, page_id: str) -> None:
+        super().__init__(f"unknown page {page_id!r}")
+        self.page_id = page_id
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """One layout request: the page, the time, the user (None for a visitor) and the app's facts."""
+
+    page_id: str
+    now: datetime
+    user: UserProfile | None = None
+    device_model: str | None = None
+    app_version: str | None = None
+    region: str | None = None  # the request's; the profile's region wins when both are known
+    new_user: bool = False
+    experiment_arm: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    """Per-user counters and outcomes read from the store for this request."""
+
+    impressions_today: Mapping[str, int] = field(default_factory=dict)
+    suppressed_partners: frozenset[str] = frozenset()
+    prescreen: Mapping[str, str] = field(default_factory=dict)  # partner_id -> "new" | "existing" | "failed"
+    partners_at_lead_cap: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementPolicy:
+    """Deployment settings placement depends on."""
+
+    view: str = GROUP_VIEW
+    apr_cap_bps: int = 2400
+    decline_cooldown_days: int = 90
+    exploration_bps: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SlotDecision:
+    """One filled slot of the layout."""
+
+    slot_id: str
+    position: int
+    product_id: str
+    expected_revenue_micro_fen: int
+    propensity_bps: int
+    reason: str  # "optimal" | "pinned" | "fallback" | "editorial" | "exploration"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "slot_id": self.slot_id,
+            "position": self.position,
+            "product_id": self.product_id,
+            "expected_revenue_micro_fen": self.expected_revenue_micro_fen,
+            "propensity_bps": self.propensity_bps,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateExplanation:
+    """Why one product won a slot, lost, or was filtered out."""
+
+    product_id: str
+    outcome: str  # "chosen" | "lost" | "filtered"
+    slot_id: str | None = None
+    score_micro_fen: int = 0
+    components: Mapping[str, Any] = field(default_factory=dict)
+    filtered_by: str | None = None
+    lost_to: str | None = None
+    lost_by_micro_fen: int | None = None
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "product_id": self.product_id,
+            "outcome": self.outcome,
+            "slot_id": self.slot_id,
+            "score_micro_fen": self.score_micro_fen,
+            "components": dict(self.components),
+            "filtered_by": self.filtered_by,
+            "lost_to": self.lost_to,
+            "lost_by_micro_fen": self.lost_by_micro_fen,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The layout of one page for one request."""
+
+    page_id: str
+    ruleset_version: int
+    personalized: bool
+    slots: tuple[SlotDecision, ...]
+    explanations: tuple[CandidateExplanation, ...] = ()
+    total_expected_micro_fen: int = 0
+
+    def product_in(self, slot_id: str) -> str | None:
+        """The product placed in ``slot_id``, or None when the slot is not shown."""
+        for slot in self.slots:
+            if slot.slot_id == slot_id:
+                return slot.product_id
+        return None
+
+    def explanation_for(self, product_id: str) -> CandidateExplanation | None:
+        """The explanation for ``product_id`` (only when placed with ``explain=True``)."""
+        for item in self.explanations:
+            if item.product_id == product_id:
+                return item
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "page_id": self.page_id,
+            "ruleset_version": self.ruleset_version,
+            "personalized": self.personalized,
+            "slots": [s.to_dict() for s in self.slots],
+            "explanations": [e.to_dict() for e in self.explanations],
+            "total_expected_micro_fen": self.total_expected_micro_fen,
+        }
+
+
+# -- the index ---------------------------------------------------------------
+
+
+class _Entry:
+    """A product with everything placement needs that does not depend on the request."""
+
+    __slots__ = (
+        "product", "product_id", "kind", "partner_id", "is_in_house", "status_ok", "window",
+        "guard_reason", "requires_login", "risk_tiers", "age_min", "age_max", "regions",
+        "daily_cap", "needs_prescreen", "platform", "group",
+    )
+
+    def __init__(self, product: Product, partners: Mapping[str, Partner], apr_cap_bps: int) -> None:
+        self.product = product
+        self.product_id = product.product_id
+        self.kind = product.kind
+        self.is_in_house = product.owner == IN_HOUSE
+        self.partner_id = None if self.is_in_house else product.owner
+        self.status_ok = product.status == "active"
+        self.window = None if product.schedule.is_open_ended else product.schedule
+        violations = product_violations(product, apr_cap_bps)
+        self.guard_reason = f"guard:{violations[0].guard}" if violations else None
+        if self.guard_reason is None and self.partner_id is not None and self.partner_id not in partners:
+            self.guard_reason = "guard:unknown_reference"
+        self.requires_login = product.requires_login
+        eligibility = product.eligibility
+        self.risk_tiers = frozenset(eligibility.risk_tiers)
+        self.age_min = eligibility.age_min
+        self.age_max = eligibility.age_max
+        self.regions = frozenset(eligibility.regions) if eligibility.regions else None
+        self.daily_cap = product.daily_impression_cap
+        partner = partners.get(self.partner_id) if self.partner_id is not None else None
+        self.needs_prescreen = bool(partner is not None and partner.prescreen_url)
+        self.platform: dict[str | None, int] = {}
+        self.group: dict[str | None, int] = {}
+        if self.guard_reason is not None and self.guard_reason != "guard:unknown_reference":
+            # A product that breaks a guard is never placed; its economics may not even compute.
+            for tier in (*RISK_TIERS, None):
+                self.platform[tier] = self.group[tier] = 0
+            return
+        for tier in (*RISK_TIERS, None):
+            revenue = expected_revenue_per_impression(product, tier)
+            self.platform[tier] = to_micro_fen(revenue.platform_fen)
+            self.group[tier] = to_micro_fen(revenue.group_fen)
+
+    def score(self, view: str, tier: str | None) -> int:
+        table = self.platform if view == PLATFORM_VIEW else self.group
+        return table.get(tier, table[None])
+
+
+class _PreparedRule:
+    __slots__ = (
+        "rule", "rule_id", "action", "product_id", "partner_id", "slot_id", "factor_bps",
+        "floor_rpm_fen", "max_slots", "window", "tests", "target_ids",
+    )
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.rule_id = rule.rule_id
+        self.action = rule.action
+        self.product_id = rule.product_id
+        self.partner_id = rule.partner_id
+        self.slot_id = rule.slot_id
+        self.factor_bps = rule.factor_bps
+        self.floor_rpm_fen = rule.floor_rpm_fen
+        self.max_slots = rule.max_slots
+        self.window = None if rule.window.is_open_ended else rule.window
+        tests: list[tuple[str, str, Any]] = []
+        for name, accepted in (rule.condition or {}).items():
+            if name == "app_version" and isinstance(accepted, Mapping):
+                tests.append((name, "min", parse_version(accepted.get("min"))))
+                continue
+            if not isinstance(accepted, (list, tuple, set, frozenset)):
+                accepted = [accepted]
+            if name == "app_version":
+                tests.append((name, "versions", frozenset(v for v in map(parse_version, accepted) if v is not None)))
+            else:
+                tests.append((name, "in", tuple(accepted)))
+        self.tests = tuple(tests)
+        self.target_ids: tuple[str, ...] = ()
+
+    def resolve_targets(self, entries: Iterable[_Entry]) -> None:
+        """The products the action applies to: one product, every product of a partner, or all."""
+        self.target_ids = tuple(e.product_id for e in entries if self.targets(e))
+
+    def matches(self, values: Mapping[str, Any]) -> bool:
+        for name, how, accepted in self.tests:
+            value = values.get(name)
+            if value is None:
+                return False  # the context lacks the field: a condition on it does not match
+            if how == "in":
+                # bools compare by identity so that 1 never matches True
+                if isinstance(value, bool):
+                    if not any(a is value for a in accepted):
+                        return False
+                elif value not in accepted:
+                    return False
+            else:
+                version = parse_version(value)
+                if version is None:
+                    return False
+                if how == "min":
+                    if accepted is None or version < accepted:
+                        return False
+                elif version not in accepted:
+                    return False
+        return True
+
+    def targets(self, entry: _Entry) -> bool:
+        if self.product_id is not None:
+            return entry.product_id == self.product_id
+        if self.partner_id is not None:
+            return entry.partner_id == self.partner_id
+        return True
+
+
+class _PageEntry:
+    __slots__ = (
+        "page", "slots", "position", "visitor_slots", "kinds_all", "kinds_visitor", "rules",
+        "condition_fields", "_cache", "_lock",
+    )
+
+    def __init__(self, page: Page, rules: Iterable[_PreparedRule]) -> None:
+        self.page = page
+        self.slots = page.slots
+        self.position = {slot.slot_id: i for i, slot in enumerate(page.slots)}
+        self.visitor_slots = tuple(s for s in page.slots if s.visible_to_visitors)
+        self.kinds_all = frozenset(k for s in page.slots for k in s.accepts)
+        self.kinds_visitor = frozenset(k for s in self.visitor_slots for k in s.accepts)
+        self.rules = tuple(r for r in rules if r.rule.page_id in (None, page.page_id))
+        self.condition_fields = tuple(sorted({name for r in self.rules for name, _, _ in r.tests}))
+        self._cache: OrderedDict[tuple, tuple[_PreparedRule, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def matching_rules(self, values: Mapping[str, Any]) -> tuple[_PreparedRule, ...]:
+        """Rules whose condition matches ``values``, in evaluation order (windows not yet checked)."""
+        key = tuple(values.get(name) for name in self.condition_fields)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+        found = tuple(r for r in self.rules if r.matches(values))
+        with self._lock:
+            self._cache[key] = found
+            if len(self._cache) > _RULE_CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return found
+
+
+class PlacementIndex:
+    """The request-independent part of placement for one published rule set.
+
+    Build it once per published version with :meth:`build` and keep it in
+    memory; :func:`place` only reads it (its rule-match cache is thread safe).
+    """
+
+    __slots__ = ("catalogue", "ruleset_version", "apr_cap_bps", "_entries", "_by_id", "_pages",
+                 "_partners", "_partner_reasons", "_editorial")
+
+    def __init__(self) -> None:  # use build()
+        self._partner_reasons: tuple[date, Mapping[str, str | None]] | None = None
+
+    @classmethod
+    def build(cls, catalogue: Catalogue, policy: PlacementPolicy | None = None) -> "PlacementIndex":
+        """Precompute guard verdicts, scores and per-page rules for ``catalogue``."""
+        policy = policy or PlacementPolicy()
+        index = cls()
+        index.catalogue = catalogue
+        index.ruleset_version = catalogue.version
+        index.apr_cap_bps = policy.apr_cap_bps
+        index._partners = dict(catalogue.partners)
+        index._entries = tuple(
+            _Entry(catalogue.products[pid], catalogue.partners, policy.apr_cap_bps)
+            for pid in sorted(catalogue.products)
+        )
+        index._by_id = {e.product_id: e for e in index._entries}
+        rules = [
+            _PreparedRule(r)
+            for r in sorted(catalogue.rules, key=lambda r: (r.priority, r.rule_id))
+            if r.enabled
+        ]
+        for rule in rules:
+            rule.resolve_targets(index._entries)
+        index._pages = {pid: _PageEntry(page, rules) for pid, page in catalogue.pages.items()}
+        index._editorial = {}
+        for pid, page in catalogue.pages.items():
+            listed = [p for p in dict.fromkeys(page.editorial_order) if p in index._by_id]
+            listed_set = set(listed)
+            rest = [e.product_id for e in index._entries if e.product_id not in listed_set]
+            index._editorial[pid] = tuple(index._by_id[p] for p in (*listed, *rest))
+        return index
+
+    def page_ids(self) -> tuple[str, ...]:
+        """The pages this rule set can lay out."""
+        return tuple(sorted(self._pages))
+
+    def prescreen_partner_ids(self, page_id: str) -> tuple[str, ...]:
+        """Partners with a pre-screen endpoint and a product the page's slots accept.
+
+        These are the partners whose pre-screen outcome the caller gathers
+        (within each partner's deadline) before placing a logged-in user.
+        Raises :class:`UnknownPage` for a page the rule set does not have.
+        """
+        page = self._pages.get(page_id)
+        if page is None:
+            raise UnknownPage(page_id)
+        return tuple(sorted({
+            e.partner_id for e in self._entries
+            if e.needs_prescreen and e.partner_id is not None and e.kind in page.kinds_all
+        }))
+
+    def product(self, product_id: str) -> Product | None:
+        """The catalogue product of that id, or None."""
+        entry = self._by_id.get(product_id)
+        return entry.product if entry is not None else None
+
+    def partner_reasons(self, today: date) -> Mapping[str, str | None]:
+        """Guard 3 verdict of every partner on ``today`` (kept for the day)."""
+        cached = self._partner_reasons
+        if cached is not None and cached[0] == today:
+            return cached[1]
+        reasons = {pid: partner_placeable(p, today) for pid, p in self._partners.items()}
+        self._partner_reasons = (today, reasons)
+        return reasons
+
+
+# -- one request -------------------------------------------------------------
+
+
+class _Facts:
+    """The request's facts eligibility is checked against."""
+
+    __slots__ = ("now", "logged_in", "check_tier", "tier", "age", "region", "share", "declined_recently",
+                 "impressions", "suppressed", "lead_capped", "prescreen", "partner_reasons")
+
+
+def _eligibility(e: _Entry, f: _Facts, check_frequency: bool = True) -> str | None:
+    """The first reason ``e`` may not be placed for this request, or None (DESIGN §4, §6)."""
+    if not e.status_ok:
+        return "status"
+    if e.window is not None and not e.window.contains(f.now):
+        return "schedule"
+    if e.guard_reason is not None:
+        return e.guard_reason
+    partner_id = e.partner_id
+    if partner_id is not None:
+        blocked = f.partner_reasons.get(partner_id, "unknown_partner")
+        if blocked is not None:
+            return f"guard:partner_not_placeable:{blocked}"
+    if not f.logged_in and (e.requires_login or partner_id is not None):
+        return "login_required"
+    if partner_id is not None and partner_id not in f.share:
+        return "no_consent"
+    if f.check_tier and f.tier not in e.risk_tiers:
+        return "risk_tier"
+    age = f.age
+    if age is not None and ((e.age_min is not None and age < e.age_min) or (e.age_max is not None and age > e.age_max)):
+        return "age"
+    if e.regions is not None and f.region is not None and f.region not in e.regions:
+        return "region"
+    if e.is_in_house and f.declined_recently:
+        return "decline_cooldown"
+    if check_frequency and e.daily_cap is not None and f.impressions.get(e.product_id, 0) >= e.daily_cap:
+        return "frequency_cap"
+    if partner_id is not None:
+        if partner_id in f.suppressed:
+            return "suppressed"
+        if partner_id in f.lead_capped:
+            return "lead_cap"
+        if e.needs_prescreen:
+            outcome = f.prescreen.get(partner_id)
+            if outcome != "new":
+                if outcome is None:
+                    return "prescreen:pending"
+                return "prescreen:existing" if outcome == "existing" else "prescreen:failed"
+    return None
+
+
+def _boosted(score: int, factors: list[int]) -> int:
+    """``score × Π(factor/10000)`` rounded half away from zero, computed exactly in integers."""
+    numerator = score
+    denominator = 1
+    for factor in factors:
+        numerator *= factor
+        denominator *= BPS
+    return _div_round(numerator, denominator)
+
+
+def _div_round(numerator: int, denominator: int) -> int:
+    if numerator >= 0:
+        return (2 * numerator + denominator) // (2 * denominator)
+    return -((-2 * numerator + denominator) // (2 * denominator))
+
+
+def place(
+    index: PlacementIndex,
+    ctx: RequestContext,
+    state: UserState,
+    policy: PlacementPolicy,
+    explain: bool = False,
+    rng: random.Random | None = None,
+) -> Decision:
+    """Lay out ``ctx.page_id`` for this request.
+
+    Raises :class:`UnknownPage` for a page the catalogue does not have.
+    ``rng`` draws the exploration choice when ``policy.exploration_bps`` is above
+    zero; with zero exploration the layout is fully deterministic.
+    """
+    page = index._pages.get(ctx.page_id)
+    if page is None:
+        raise UnknownPage(ctx.page_id)
+    user = ctx.user
+    logged_in = user is not None
+    personalized = user.personalized if user is not None else True
+    now = ctx.now
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    today = now.date()
+    view = policy.view
+    tier = user.risk_tier if (user is not None and personalized) else None
+
+    f = _Facts()
+    f.now = now
+    f.logged_in = logged_in
+    f.tier = tier
+    f.check_tier = personalized and tier is not None
+    f.age = user.age if user is not None else None
+    f.region = (user.region if user is not None else None) or ctx.region
+    f.share = user.share_with_partners if user is not None else frozenset()
+    f.declined_recently = user is not None and user.declined_in_house_within(today, policy.decline_cooldown_days)
+    f.impressions = state.impressions_today
+    f.suppressed = state.suppressed_partners
+    f.lead_capped = state.partners_at_lead_cap
+    f.prescreen = state.prescreen
+    f.partner_reasons = index.partner_reasons(today)
+
+    values = {
+        "logged_in": logged_in,
+        "risk_tier": tier,
+        "in_house_decision": user.in_house_decision if user is not None else None,
+        "age_band": user.age_band if user is not None else None,
+        "region": f.region,
+        "device_model": ctx.device_model,
+        "app_version": ctx.app_version,
+        "new_user": ctx.new_user,
+        "experiment_arm": ctx.experiment_arm,
+        "page": ctx.page_id,
+    }
+    if not personalized:
+        for name in _PROFILE_DRIVEN_FIELDS:
+            values[name] = None
+    rules = [r for r in page.matching_rules(values) if r.window is None or r.window.contains(now)]
+
+    slots = page.slots if logged_in else page.visitor_slots
+    kinds = page.kinds_all if logged_in else page.kinds_visitor
+    entries = index._entries
+    by_id = index._by_id
+
+    # Eligibility, then rule excludes.
+    reason: dict[str, str | None] = {}
+    for e in entries:
+        why = _eligibility(e, f)
+        if why is None and e.kind not in kinds:
+            why = "kind_not_accepted"
+        reason[e.product_id] = why
+    excluded: dict[str, str] = {}
+    boosts: dict[str, list[int]] = {}
+    floors: list[_PreparedRule] = []
+    pins: list[_PreparedRule] = []
+    caps: dict[str, int] = {}
+    for r in rules:
+        action = r.action
+        if action == "exclude":
+            if r.product_id or r.partner_id:
+                for pid in r.target_ids:
+                    excluded.setdefault(pid, r.rule_id)
+        elif action == "pin":
+            pins.append(r)
+        elif action == "partner_share_cap":
+            if r.partner_id is not None and r.max_slots is not None:
+                caps[r.partner_id] = min(caps.get(r.partner_id, r.max_slots), r.max_slots)
+        elif not personalized:
+            continue  # guard 7: no boosts or floors without personalisation
+        elif action == "boost":
+            if r.factor_bps and (r.product_id or r.partner_id):
+                for pid in r.target_ids:
+                    boosts.setdefault(pid, []).append(r.factor_bps)
+        elif action == "floor":
+            if r.floor_rpm_fen is not None:
+                floors.append(r)
+    for pid, rule_id in excluded.items():
+        if reason[pid] is None:
+            reason[pid] = f"rule:{rule_id}"
+
+    score_tier = tier if personalized else None
+    scores: dict[str, int] = {}
+    for e in entries:
+        base = e.score(view, score_tier)
+        factors = boosts.get(e.product_id)
+        scores[e.product_id] = _boosted(base, factors) if factors else base
+
+    notes: dict[str, list[str]] = {}
+
+    # Pins: first matching pin per slot; a product pinned once only; caps count pins.
+    shown = {s.slot_id: s for s in slots}
+    pinned: dict[str, str] = {}  # slot_id -> product_id
+    pinned_by: dict[str, str] = {}  # slot_id -> rule_id
+    placed_per_partner: dict[str, int] = {}
+    for r in pins:
+        pid, sid = r.product_id, r.slot_id
+        if pid is None or sid is None or pid not in by_id:
+            continue
+        why_not = None
+        slot = shown.get(sid)
+        if slot is None:
+            why_not = "slot not shown on this page" if sid not in page.position else "slot not shown to visitors"
+        elif sid in pinned:
+            why_not = f"slot already pinned by rule {pinned_by[sid]}"
+        elif pid in pinned.values():
+            why_not = "product already pinned"
+        elif reason[pid] is not None:
+            why_not = f"product filtered ({reason[pid]})"
+        elif by_id[pid].kind not in slot.accepts:
+            why_not = "slot does not accept this kind"
+        else:
+            partner_id = by_id[pid].partner_id
+            if partner_id in caps and placed_per_partner.get(partner_id, 0) >= caps[partner_id]:
+                why_not = "partner share cap reached"
+        if why_not is not None:
+            if explain:
+                notes.setdefault(pid, []).append(f"pin rule {r.rule_id} ignored: {why_not}")
+            continue
+        pinned[sid] = pid
+        pinned_by[sid] = r.rule_id
+        partner_id = by_id[pid].partner_id
+        if partner_id is not None:
+            placed_per_partner[partner_id] = placed_per_partner.get(partner_id, 0) + 1
+    pinned_products = set(pinned.values())
+
+    # Floors (pinned products are not floored).
+    for r in floors:
+        threshold = r.floor_rpm_fen * 1000  # rpm fen -> micro-fen per impression
+        for pid in r.target_ids:
+            if reason[pid] is None and pid not in pinned_products and scores[pid] < threshold:
+                reason[pid] = f"floor:{r.rule_id}"
+
+    free_slots = [s for s in slots if s.slot_id not in pinned]
+    cap_left = {p: max(0, c - placed_per_partner.get(p, 0)) for p, c in caps.items()}
+    chosen: dict[str, tuple[str, str]] = {}  # slot_id -> (product_id, reason)
+    for sid, pid in pinned.items():
+        chosen[sid] = (pid, "pinned")
+    propensity: dict[str, int] = {}
+
+    if personalized:
+        order = sorted(free_slots, key=lambda s: (-s.position_weight_bps, page.position[s.slot_id]))
+        cands = sorted(
+            (
+                e for e in entries
+                if reason[e.product_id] is None and e.product_id not in pinned_products and scores[e.product_id] >= 0
+            ),
+            key=lambda e: (-scores[e.product_id], e.product_id),
+        )
+        assignment = _optimal_assignment(
+            [s.position_weight_bps for s in order],
+            [s.accepts for s in order],
+            [(scores[e.product_id], e.kind, e.partner_id) for e in cands],
+            cap_left,
+        )
+        for slot, j in zip(order, assignment):
+            if j >= 0:
+                chosen[slot.slot_id] = (cands[j].product_id, "optimal")
+                partner_id = cands[j].partner_id
+                if partner_id in cap_left:
+                    cap_left[partner_id] -= 1
+        if policy.exploration_bps > 0 and order:
+            _explore(order[0], chosen, cands, scores, cap_left, policy.exploration_bps, rng, propensity)
+    else:
+        on_page = set(pinned_products)
+        editorial = index._editorial[page.page.page_id]
+        for slot in free_slots:
+            for e in editorial:
+                pid = e.product_id
+                if reason[pid] is not None or pid in on_page or e.kind not in slot.accepts:
+                    continue
+                if e.partner_id in cap_left:
+                    if cap_left[e.partner_id] <= 0:
+                        continue
+                    cap_left[e.partner_id] -= 1
+                chosen[slot.slot_id] = (pid, "editorial")
+                on_page.add(pid)
+                break
+
+    # Fallbacks for slots left empty: guards, login and consent still hold;
+    # frequency caps, rule excludes and floors do not.
+    on_page = {pid for pid, _ in chosen.values()}
+    for slot in slots:
+        sid = slot.slot_id
+        pid = slot.fallback_product_id
+        if sid in chosen or pid is None or pid in on_page:
+            continue
+        e = by_id.get(pid)
+        if e is None or e.kind not in slot.accepts:
+            continue
+        if _eligibility(e, f, check_frequency=False) is not None:
+            continue
+        if e.partner_id in cap_left:
+            if cap_left[e.partner_id] <= 0:
+                continue
+            cap_left[e.partner_id] -= 1
+        chosen[sid] = (pid, "fallback")
+        on_page.add(pid)
+        if explain and reason[pid] is not None:
+            notes.setdefault(pid, []).append(f"placed as {sid}'s fallback despite {reason[pid]}")
+
+    decided: list[SlotDecision] = []
+    total = 0
+    for slot in slots:
+        hit = chosen.get(slot.slot_id)
+        if hit is None:
+            continue
+        pid, why = hit
+        value = _div_round(scores[pid] * slot.position_weight_bps, BPS)
+        total += value
+        decided.append(
+            SlotDecision(
+                slot_id=slot.slot_id,
+                position=page.position[slot.slot_id],
+                product_id=pid,
+                expected_revenue_micro_fen=value,
+                propensity_bps=propensity.get(slot.slot_id, DETERMINISTIC_BPS),
+                reason=why,
+            )
+        )
+
+    explanations: tuple[CandidateExplanation, ...] = ()
+    if explain:
+        explanations = _explain(
+            entries, slots, decided, reason, scores, boosts, notes, view, score_tier, personalized
+        )
+    return Decision(
+        page_id=ctx.page_id,
+        ruleset_version=index.ruleset_version,
+        personalized=personalized,
+        slots=tuple(decided),
+        explanations=explanations,
+        total_expected_micro_fen=total,
+    )
+
+
+def _optimal_assignment(
+    weights: list[int],
+    accepts: list[tuple[str, ...]],
+    cands: list[tuple[int, str, str | None]],
+    cap_left: Mapping[str, int],
+) -> list[int]:
+    """The assignment of candidates to slots maximising Σ score × weight, exactly.
+
+    ``weights`` are in decreasing order; ``cands`` are ``(score, kind, partner)``
+    in the tie-break order (score descending, then product id), scores ≥ 0.
+    Returns, per slot, the index of its candidate or -1 for an empty slot.
+
+    :func:`_best_by_kind` is exact under slot kinds alone. When its answer
+    gives a partner more slots than its cap, every layout that keeps the cap
+    leaves out at least one of those products, so the search branches on which
+    one to drop; the uncapped optimum of a branch bounds it, and a branch that
+    cannot beat the best layout found is cut. Ties keep the first layout found.
+    """
+    n = len(weights)
+    pool = [j for j, (_, _, partner) in enumerate(cands) if cap_left.get(partner, 1) > 0]  # type: ignore[arg-type]
+    if n == 0 or not pool:
+        return [-1] * n
+    value, choice = _best_by_kind(weights, accepts, cands, pool)
+    if not cap_left or _cap_breach(choice, cands, cap_left) is None:
+        return choice
+
+    best_value = -1
+    best_choice = [-1] * n
+    seen: set[frozenset[int]] = set()
+
+    def visit(dropped: frozenset[int], value: int, choice: list[int]) -> None:
+        nonlocal best_value, best_choice
+        if value <= best_value:
+            return
+        breach = _cap_breach(choice, cands, cap_left)
+        if breach is None:
+            best_value, best_choice = value, choice
+            return
+        # Drop the weakest first: it is the likeliest to lead to the optimum.
+        for j in sorted(breach, reverse=True):
+            child = dropped | {j}
+            if child in seen:
+                continue
+            seen.add(child)
+            child_value, child_choice = _best_by_kind(weights, accepts, cands, [k for k in pool if k not in child])
+            visit(child, child_value, child_choice)
+
+    visit(frozenset(), value, choice)
+    return best_choice
+
+
+def _cap_breach(
+    choice: list[int], cands: list[tuple[int, str, str | None]], cap_left: Mapping[str, int]
+) -> list[int] | None:
+    """The placed candidates of the first partner (in slot order) placed more often than its cap."""
+    placed: dict[str, list[int]] = {}
+    for j in choice:
+        if j >= 0:
+            partner = cands[j][2]
+            if partner is not None and partner in cap_left:
+                placed.setdefault(partner, []).append(j)
+    for partner, used in placed.items():
+        if len(used) > cap_left[partner]:
+            return used
+    return None
+
+
+def _best_by_kind(
+    weights: list[int],
+    accepts: list[tuple[str, ...]],
+    cands: list[tuple[int, str, str | None]],
+    pool: list[int],
+) -> tuple[int, list[int]]:
+    """Optimal assignment of the candidates in ``pool`` under slot kinds alone (no caps).
+
+    Products have a score and slots a weight, so among the slots that end up
+    with one kind, that kind's best products go best-first (rearrangement);
+    what is left to decide is which kind, if any, each slot takes: a programme
+    over slots (best weight first) and the count of each kind used so far.
+    Ties go to the earliest candidate at the best-weighted slot.
+    Returns the total Σ score × weight and the candidate index per slot.
+    """
+    n = len(weights)
+    order: list[str] = []
+    by_kind: dict[str, list[int]] = {}
+    for j in pool:
+        kind = cands[j][1]
+        bucket = by_kind.get(kind)
+        if bucket is None:
+            bucket = by_kind[kind] = []
+            order.append(kind)
+        if len(bucket) < n:
+            bucket.append(j)
+    lists = [by_kind[k] for k in order]
+    scores = [[cands[j][0] for j in bucket] for bucket in lists]
+    sizes = [len(bucket) for bucket in lists]
+    # A state is how many of each kind are placed, packed into one integer.
+    strides = []
+    stride = 1
+    for size in sizes:
+        strides.append(stride)
+        stride *= size + 1
+    moves = [
+        [(x, strides[x], sizes[x] + 1, scores[x]) for x, k in enumerate(order) if k in accepts[i]] for i in range(n)
+    ]
+    layers: list[list[int]] = [[0]]
+    for i in range(n):
+        reachable = dict.fromkeys(layers[-1])
+        for state in layers[-1]:
+            for _, step, radix, _ in moves[i]:
+                if (state // step) % radix < radix - 1:
+                    reachable[state + step] = None
+        layers.append(list(reachable))
+    after_slot: list[dict[int, int]] = [{}] * (n + 1)
+    after_slot[n] = dict.fromkeys(layers[n], 0)
+    for i in range(n - 1, -1, -1):
+        following = after_slot[i + 1]
+        weight = weights[i]
+        here: dict[int, int] = {}
+        for state in layers[i]:
+            best = following[state]
+            for _, step, radix, kind_scores in moves[i]:
+                used = (state // step) % radix
+                if used < radix - 1:
+                    total = kind_scores[used] * weight + following[state + step]
+                    if total > best:
+                        best = total
+            here[state] = best
+        after_slot[i] = here
+
+    state = 0
+    choice = [-1] * n
+    for i in range(n):
+        target = after_slot[i][state]
+        following = after_slot[i + 1]
+        # Options in tie-break order: each kind's next product by candidate order; "empty" last.
+        options = []
+        for x, step, radix, kind_scores in moves[i]:
+            used = (state // step) % radix
+            if used < radix - 1:
+                options.append((lists[x][used], step, kind_scores[used]))
+        options.sort()
+        for j, step, score in options:
+            if score * weights[i] + following[state + step] == target:
+                choice[i] = j
+                state += step
+                break
+    return after_slot[0][0], choice
+
+
+def _explore(
+    slot: Slot,
+    chosen: dict[str, tuple[str, str]],
+    cands: list[_Entry],
+    scores: Mapping[str, int],
+    cap_left: dict[str, int],
+    exploration_bps: int,
+    rng: random.Random | None,
+    propensity: dict[str, int],
+) -> None:
+    """ε-greedy on the best free slot: with probability ε a uniform pick among its alternatives.
+
+    The propensity recorded is the exact probability of the product shown, so
+    off-policy evaluation can reweight it.
+    """
+    current = chosen.get(slot.slot_id)
+    if current is None:
+        return
+    optimal = current[0]
+    elsewhere = {pid for sid, (pid, _) in chosen.items() if sid != slot.slot_id}
+    optimal_partner = next((e.partner_id for e in cands if e.product_id == optimal), None)
+    alternatives = []
+    for e in cands:
+        if e.product_id in elsewhere or e.kind not in slot.accepts:
+            continue
+        if e.product_id != optimal and e.partner_id in cap_left:
+            room = cap_left[e.partner_id] + (1 if e.partner_id == optimal_partner else 0)
+            if room <= 0:
+                continue
+        alternatives.append(e.product_id)
+    if len(alternatives) <= 1:
+        return
+    draw = rng.random() if rng is not None else random.random()
+    picked = optimal
+    if draw * BPS < exploration_bps:
+        picked = alternatives[(rng or random).randrange(len(alternatives))]
+    share = exploration_bps / len(alternatives)
+    probability = share + (BPS - exploration_bps if picked == optimal else 0)
+    propensity[slot.slot_id] = max(1, round(probability))
+    if picked != optimal:
+        chosen[slot.slot_id] = (picked, "exploration")
+        picked_partner = next(e.partner_id for e in cands if e.product_id == picked)
+        if optimal_partner in cap_left:
+            cap_left[optimal_partner] += 1
+        if picked_partner in cap_left:
+            cap_left[picked_partner] -= 1
+
+
+def _explain(
+    entries: tuple[_Entry, ...],
+    slots: tuple[Slot, ...],
+    decided: list[SlotDecision],
+    reason: Mapping[str, str | None],
+    scores: Mapping[str, int],
+    boosts: Mapping[str, list[int]],
+    notes: Mapping[str, list[str]],
+    view: str,
+    tier: str | None,
+    personalized: bool,
+) -> tuple[CandidateExplanation, ...]:
+    by_slot = {d.slot_id: d for d in decided}
+    placed = {d.product_id: d for d in decided}
+    best_first = sorted(slots, key=lambda s: -s.position_weight_bps)  # stable: position breaks ties
+    chosen: list[CandidateExplanation] = []
+    lost: list[CandidateExplanation] = []
+    filtered: list[CandidateExplanation] = []
+    for e in entries:
+        pid = e.product_id
+        factors = boosts.get(pid) or []
+        components = {
+            "platform_micro_fen": e.platform.get(tier, e.platform[None]),
+            "group_micro_fen": e.group.get(tier, e.group[None]),
+            "boost_factor_bps": _boosted(BPS, factors),
+            "view": view,
+            "personalized": personalized,
+        }
+        score = scores[pid]
+        note = tuple(notes.get(pid, ()))
+        if pid in placed:
+            d = placed[pid]
+            chosen.append(CandidateExplanation(pid, "chosen", d.slot_id, score, components, notes=note))
+            continue
+        why = reason[pid]
+        if why is not None:
+            filtered.append(CandidateExplanation(pid, "filtered", None, score, components, filtered_by=why, notes=note))
+            continue
+        target = next((s for s in best_first if e.kind in s.accepts), None)
+        winner = by_slot.get(target.slot_id) if target is not None else None
+        lost_to = lost_by = None
+        if winner is not None:
+            lost_to = winner.product_id
+            lost_by = winner.expected_revenue_micro_fen - _div_round(score * target.position_weight_bps, BPS)
+        if score < 0:
+            note = (*note, "negative expected revenue: showing it would lose money")
+        lost.append(CandidateExplanation(pid, "lost", None, score, components, lost_to=lost_to,
+                                         lost_by_micro_fen=lost_by, notes=note))
+    position = {d.slot_id: d.position for d in decided}
+    chosen.sort(key=lambda c: position[c.slot_id])
+    lost.sort(key=lambda c: (-c.score_micro_fen, c.product_id))
+    return (*chosen, *lost, *filtered)
