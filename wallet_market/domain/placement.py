@@ -313,10 +313,11 @@ class PlacementIndex:
     """
 
     __slots__ = ("catalogue", "ruleset_version", "apr_cap_bps", "_entries", "_by_id", "_pages",
-                 "_partners", "_partner_reasons", "_editorial")
+                 "_partners", "_partner_reasons", "_editorial", "_score_tables", "_static")
 
     def __init__(self) -> None:  # use build()
         self._partner_reasons: tuple[date, Mapping[str, str | None]] | None = None
+        self._static: tuple[date, dict[bool, tuple[tuple[_Entry, str | None], ...]]] | None = None
 
     @classmethod
     def build(cls, catalogue: Catalogue, policy: PlacementPolicy | None = None) -> "PlacementIndex":
@@ -332,6 +333,12 @@ class PlacementIndex:
             for pid in sorted(catalogue.products)
         )
         index._by_id = {e.product_id: e for e in index._entries}
+        # Score of every product per view and risk tier, ready for a request to copy.
+        index._score_tables = {
+            (view, tier): {e.product_id: e.score(view, tier) for e in index._entries}
+            for view in (GROUP_VIEW, PLATFORM_VIEW)
+            for tier in (*RISK_TIERS, None)
+        }
         rules = [
             _PreparedRule(r)
             for r in sorted(catalogue.rules, key=lambda r: (r.priority, r.rule_id))
@@ -372,6 +379,28 @@ class PlacementIndex:
         entry = self._by_id.get(product_id)
         return entry.product if entry is not None else None
 
+    def score_table(self, view: str, tier: str | None) -> Mapping[str, int]:
+        """Expected revenue per impression (micro-fen, weight 1) of every product, before rules."""
+        return self._score_tables[(view, tier if tier in RISK_TIERS else None)]
+
+    def static_verdicts(self, today: date, logged_in: bool) -> tuple[tuple[_Entry, str | None], ...]:
+        """Every product with the reason that keeps it off every page today (or None), kept for the day.
+
+        Product status and schedule windows are not included: they are checked per request.
+        """
+        cached = self._static
+        if cached is None or cached[0] != today:
+            reasons = self.partner_reasons(today)
+            cached = (
+                today,
+                {
+                    signed_in: tuple((e, _static_reason(e, reasons, signed_in)) for e in self._entries)
+                    for signed_in in (False, True)
+                },
+            )
+            self._static = cached
+        return cached[1][logged_in]
+
     def partner_reasons(self, today: date) -> Mapping[str, str | None]:
         """Guard 3 verdict of every partner on ``today`` (kept for the day)."""
         cached = self._partner_reasons
@@ -392,21 +421,23 @@ class _Facts:
                  "impressions", "suppressed", "lead_capped", "prescreen", "partner_reasons")
 
 
-def _eligibility(e: _Entry, f: _Facts, check_frequency: bool = True) -> str | None:
-    """The first reason ``e`` may not be placed for this request, or None (DESIGN §4, §6)."""
-    if not e.status_ok:
-        return "status"
-    if e.window is not None and not e.window.contains(f.now):
-        return "schedule"
+def _static_reason(e: _Entry, partner_reasons: Mapping[str, str | None], logged_in: bool) -> str | None:
+    """The reasons that hold for the whole day for a visitor or a logged-in user (guards 1–4, login)."""
     if e.guard_reason is not None:
         return e.guard_reason
     partner_id = e.partner_id
     if partner_id is not None:
-        blocked = f.partner_reasons.get(partner_id, "unknown_partner")
+        blocked = partner_reasons.get(partner_id, "unknown_partner")
         if blocked is not None:
             return f"guard:partner_not_placeable:{blocked}"
-    if not f.logged_in and (e.requires_login or partner_id is not None):
+    if not logged_in and (e.requires_login or partner_id is not None):
         return "login_required"
+    return None
+
+
+def _user_reason(e: _Entry, f: _Facts, check_frequency: bool = True) -> str | None:
+    """The reasons that depend on this user and today's counters (consent, tier, caps, pre-screen)."""
+    partner_id = e.partner_id
     if partner_id is not None and partner_id not in f.share:
         return "no_consent"
     if f.check_tier and f.tier not in e.risk_tiers:
@@ -432,6 +463,15 @@ def _eligibility(e: _Entry, f: _Facts, check_frequency: bool = True) -> str | No
                     return "prescreen:pending"
                 return "prescreen:existing" if outcome == "existing" else "prescreen:failed"
     return None
+
+
+def _eligibility(e: _Entry, f: _Facts, check_frequency: bool = True) -> str | None:
+    """The first reason ``e`` may not be placed for this request, or None (DESIGN §4, §6)."""
+    if not e.status_ok:
+        return "status"
+    if e.window is not None and not e.window.contains(f.now):
+        return "schedule"
+    return _static_reason(e, f.partner_reasons, f.logged_in) or _user_reason(e, f, check_frequency)
 
 
 def _boosted(score: int, factors: list[int]) -> int:
@@ -516,10 +556,15 @@ def place(
 
     # Eligibility, then rule excludes.
     reason: dict[str, str | None] = {}
-    for e in entries:
-        why = _eligibility(e, f)
-        if why is None and e.kind not in kinds:
-            why = "kind_not_accepted"
+    for e, why in index.static_verdicts(today, logged_in):
+        if not e.status_ok:
+            why = "status"
+        elif e.window is not None and not e.window.contains(now):
+            why = "schedule"
+        elif why is None:
+            why = _user_reason(e, f)
+            if why is None and e.kind not in kinds:
+                why = "kind_not_accepted"
         reason[e.product_id] = why
     excluded: dict[str, str] = {}
     boosts: dict[str, list[int]] = {}
@@ -551,11 +596,11 @@ def place(
             reason[pid] = f"rule:{rule_id}"
 
     score_tier = tier if personalized else None
-    scores: dict[str, int] = {}
-    for e in entries:
-        base = e.score(view, score_tier)
-        factors = boosts.get(e.product_id)
-        scores[e.product_id] = _boosted(base, factors) if factors else base
+    scores: Mapping[str, int] = index.score_table(view, score_tier)
+    if boosts:
+        scores = dict(scores)
+        for pid, factors in boosts.items():
+            scores[pid] = _boosted(scores[pid], factors)
 
     notes: dict[str, list[str]] = {}
 
