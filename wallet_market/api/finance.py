@@ -1,0 +1,223 @@
+"""Finance API (role ``finance``): self-lending versus referral for a scenario.
+
+``POST /finance/v1/compare`` takes a finance scenario (DESIGN §7, the same
+shape the CLI reads as TOML) and models it over the served catalogue. The body
+is validated by the domain's scenario parser, so a 422 names the field the way
+a finance user wrote it (``segments[1].risk_tier``,
+``overrides.xingyun_loan.funnel.ctr_bps``). Earned revenue
+(``GET /finance/v1/revenue``) lives with the funnel ledger.
+"""
+from __future__ import annotations
+
+from flask import Response, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from ..domain.catalogue import RISK_TIERS
+from ..domain.finance import ScenarioError, compare, parse_scenario
+from ..services.errors import Invalid, ServiceError
+from ..services.finance_report import csv_text
+from .auth import BEARER, components, require
+
+FINANCE = "finance"
+
+finance = Blueprint(
+    "finance",
+    __name__,
+    url_prefix="/finance/v1",
+    description="Finance: self-lending versus referral, modelled per segment, in the platform and group views.",
+)
+
+
+# -- the scenario (documentation of the body; the domain parser validates it) ----------
+
+
+class ScenarioSegmentSchema(Schema):
+    name = fields.String(required=True)
+    risk_tier = fields.String(
+        allow_none=True, validate=validate.OneOf(RISK_TIERS), metadata={"description": "omit for visitors"}
+    )
+    logged_in = fields.Boolean(required=True, metadata={"description": "false: only products needing no login"})
+    impressions = fields.Integer(required=True, validate=validate.Range(min=0))
+    in_house_declined = fields.Boolean(
+        load_default=False, metadata={"description": "users the in-house lender declined: no in-house row"}
+    )
+
+
+class SettlementOverrideSchema(Schema):
+    model = fields.String(metadata={"description": "a referral model; the in-house loan's cannot change"})
+    cps_rate_bps = fields.Integer()
+    fee_fen = fields.Integer()
+    transfer_price_bps = fields.Integer()
+
+
+class FunnelOverrideSchema(Schema):
+    ctr_bps = fields.Integer()
+    apply_rate_bps = fields.Integer()
+    approval_rate_bps = fields.Raw(metadata={"description": "bps, or an object of bps by risk tier (A–D, default)"})
+    draw_rate_bps = fields.Integer()
+    new_customer_rate_bps = fields.Integer()
+    avg_loan_fen = fields.Integer()
+    term_months = fields.Integer()
+
+
+class LendingOverrideSchema(Schema):
+    apr_bps = fields.Integer()
+    cost_of_funds_bps = fields.Integer()
+    annual_loss_bps = fields.Raw(metadata={"description": "bps, or an object of bps by risk tier (A–D, default)"})
+    opex_bps = fields.Integer()
+    capital_charge_bps = fields.Integer()
+
+
+class ProductOverrideSchema(Schema):
+    settlement = fields.Nested(SettlementOverrideSchema)
+    funnel = fields.Nested(FunnelOverrideSchema)
+    lending = fields.Nested(LendingOverrideSchema)
+
+
+class ScenarioSchema(Schema):
+    name = fields.String(required=True)
+    segments = fields.List(fields.Nested(ScenarioSegmentSchema), required=True)
+    products = fields.List(fields.String(), metadata={"description": "product ids to compare; empty or absent: all"})
+    overrides = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(ProductOverrideSchema),
+        metadata={"description": "partial product economics by product id; only the named fields change"},
+    )
+    discount_rate_bps = fields.Integer(
+        load_default=0,
+        metadata={"description": "annual rate discounting the in-house contribution over each loan's term; 0: off"},
+    )
+
+
+# -- the answer ---------------------------------------------------------------------------
+
+
+class ComparisonRowSchema(Schema):
+    segment = fields.String()
+    product_id = fields.String()
+    owner = fields.String()
+    settlement = fields.String()
+    impressions = fields.Integer()
+    clicks = fields.Integer()
+    applications = fields.Integer()
+    approvals = fields.Integer()
+    loans = fields.Integer()
+    disbursed_fen = fields.Integer()
+    platform_revenue_fen = fields.Integer()
+    group_contribution_fen = fields.Integer()
+    rpm_platform_fen = fields.Integer(metadata={"description": "platform view per 1,000 impressions"})
+    rpm_group_fen = fields.Integer(metadata={"description": "group view per 1,000 impressions"})
+
+
+class SegmentSummarySchema(Schema):
+    segment = fields.String()
+    best_referral_product_id = fields.String(allow_none=True)
+    self_product_id = fields.String(allow_none=True)
+    winner_platform_view = fields.String(allow_none=True)
+    winner_group_view = fields.String(allow_none=True)
+    breakeven_annual_loss_bps = fields.Integer(
+        allow_none=True, metadata={"description": "the tier's annual loss at which self-lending equals the best referral"}
+    )
+    breakeven_approval_rate_bps = fields.Integer(
+        allow_none=True, metadata={"description": "the in-house approval rate at which self-lending equals the best referral"}
+    )
+    risk_tier = fields.String(allow_none=True)
+    logged_in = fields.Boolean()
+    in_house_declined = fields.Boolean()
+    impressions = fields.Integer()
+    best_referral_rpm_fen = fields.Integer(allow_none=True)
+    self_rpm_platform_fen = fields.Integer(allow_none=True)
+    self_rpm_group_fen = fields.Integer(allow_none=True)
+    self_margin_over_referral_rpm_fen = fields.Integer(allow_none=True)
+    runner_up_group_view = fields.String(allow_none=True)
+    winner_margin_rpm_fen = fields.Integer(allow_none=True)
+
+
+class SensitivityEntrySchema(Schema):
+    segment = fields.String()
+    product_id = fields.String()
+    role = fields.String(metadata={"description": "winner or runner_up: whose parameter moves"})
+    parameter = fields.String()
+    base_value = fields.Integer()
+    low_value = fields.Integer(metadata={"description": "the value at −20%"})
+    high_value = fields.Integer(metadata={"description": "the value at +20%"})
+    margin_low_rpm_fen = fields.Integer()
+    margin_base_rpm_fen = fields.Integer()
+    margin_high_rpm_fen = fields.Integer()
+    winner_low = fields.String()
+    winner_high = fields.String()
+    flips = fields.Boolean()
+
+
+class ComparisonSchema(Schema):
+    scenario = fields.String()
+    ruleset_version = fields.Integer(metadata={"description": "the served catalogue version compared"})
+    discount_rate_bps = fields.Integer()
+    rows = fields.List(fields.Nested(ComparisonRowSchema))
+    segments = fields.List(fields.Nested(SegmentSummarySchema))
+    sensitivity = fields.List(fields.Nested(SensitivityEntrySchema))
+
+
+class CompareQueryArgsSchema(Schema):
+    format = fields.String(
+        load_default="json",
+        validate=validate.OneOf(("json", "csv")),
+        metadata={"description": "csv: the rows only, with exactly the contract's columns"},
+    )
+
+
+@finance.route("/compare")
+class Compare(MethodView):
+    decorators = [require(FINANCE)]
+
+    @finance.doc(
+        security=BEARER,
+        requestBody={"required": True, "content": {"application/json": {"schema": ScenarioSchema}}},
+    )
+    @finance.arguments(CompareQueryArgsSchema, location="query")
+    @finance.response(200, ComparisonSchema)
+    @finance.alt_response(
+        200,
+        schema={"type": "string"},
+        content_type="text/csv",
+        description="with ?format=csv: the rows as CSV",
+        success=True,
+    )
+    def post(self, query):
+        """Compare self-lending with referral for a scenario
+
+        One row per segment and product, as if the product took all of the
+        segment's impressions in a slot of position weight 1, in the platform
+        and the group view; per segment the best referral, the in-house result,
+        the winner in each view and the break-even annual loss and approval
+        rate (null where none exists); and how the group-view winner's margin
+        moves when each parameter moves by ±20%. Modelled over the served
+        catalogue. A bad scenario is a 422 naming the field.
+        """
+        body = request.get_json(silent=True)
+        if body is None:
+            raise ServiceError("the body must be a JSON finance scenario", {"_schema": ["expected a JSON object"]})
+        catalogue = components().layouts.serving().catalogue
+        try:
+            scenario = parse_scenario(body, catalogue)
+        except ScenarioError as exc:
+            raise Invalid("invalid scenario", exc.errors) from None
+        comparison = compare(catalogue, scenario)
+        if query["format"] == "csv":
+            return Response(
+                csv_text(comparison),
+                mimetype="text/csv",
+                headers={"Content-Disposition": f'attachment; filename="{_file_name(scenario.name)}.csv"'},
+            )
+        return {"ruleset_version": catalogue.version, **comparison.to_dict()}
+
+
+def _file_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "comparison"
+
+
+def install(app, api, components_) -> None:
+    """Register the finance comparison endpoint."""
+    api.register_blueprint(finance)
