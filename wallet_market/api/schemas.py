@@ -285,3 +285,122 @@ class RevenueQueryArgsSchema(Schema):
     def _ordered(self, data, **kwargs):
         if "from_" in data and "to" in data and data["to"] < data["from_"]:
             raise ValidationError("must not be before from", "to")
+
+
+# -- partner gateway ----------------------------------------------------------------
+class JointLoginExchangeSchema(Schema):
+    token = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=4096),
+        metadata={"description": "the `token` parameter of the joint-login link the user followed"},
+    )
+
+
+class JointLoginAnswerSchema(Schema):
+    partner_id = fields.String()
+    product_id = fields.String(metadata={"description": "the product whose card the user tapped"})
+    fields_ = fields.List(fields.String(), data_key="fields", attribute="fields",
+                          metadata={"description": "the user-data fields this answer carries"})
+    user_ref = fields.String(metadata={"description": "the user's pseudonymous id for this partner only"})
+    phone_sha256 = fields.String(allow_none=True)
+    age_band = fields.String(allow_none=True)
+    region = fields.String(allow_none=True)
+
+
+class DataShareQueryArgsSchema(Schema):
+    user_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class DataShareSchema(Schema):
+    share_id = fields.String()
+    partner_id = fields.String()
+    purpose = fields.String(metadata={"description": "prescreen or joint_login"})
+    fields_ = fields.List(fields.String(), data_key="fields", attribute="fields")
+    at = fields.String(metadata={"description": "when the send was recorded, just before it left (UTC)"})
+    consent = fields.String(metadata={"description": "the consent the send relied on"})
+    consents = fields.Dict(metadata={"description": "the user's consents at that moment"})
+    request_id = fields.String()
+    product_id = fields.String()
+    outcome = fields.String(allow_none=True)
+    outcome_at = fields.String(allow_none=True)
+
+
+class DataSharesSchema(Schema):
+    user_id = fields.String()
+    shares = fields.List(fields.Nested(DataShareSchema))
+
+
+# -- funnel tracking ---------------------------------------------------------------
+class EpochTime(fields.Field):
+    """A time as ISO 8601 (UTC when no offset is given) or epoch seconds; loads as epoch seconds."""
+
+    default_error_messages = {"invalid": "must be an ISO-8601 time or epoch seconds"}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        from datetime import datetime, timezone
+
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise self.make_error("invalid") from None
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=timezone.utc)
+            return parsed.timestamp()
+        raise self.make_error("invalid")
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return value
+
+
+class AppEventSchema(Schema):
+    type = fields.String(required=True, validate=validate.OneOf(("impression", "click")))
+    impression_token = fields.String(required=True, metadata={"description": "the slot's token from the layout"})
+    occurred_at = EpochTime(load_default=None, allow_none=True, metadata={"description": "ISO 8601 or epoch seconds; default now"})
+
+
+class EventBatchSchema(Schema):
+    events = fields.List(fields.Nested(AppEventSchema), required=True, metadata={"description": "at most max_event_batch events"})
+
+
+class EventRejectionSchema(Schema):
+    index = fields.Integer()
+    reason = fields.String(metadata={"description": "bad_signature, expired, malformed or occurred_in_future"})
+
+
+class EventCountsSchema(Schema):
+    accepted = fields.Integer()
+    duplicate = fields.Integer()
+    rejected = fields.Integer()
+    rejections = fields.List(fields.Nested(EventRejectionSchema))
+
+
+class PostbackSchema(Schema):
+    event_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    type = fields.String(
+        required=True, validate=validate.OneOf(("applied", "approved", "rejected", "disbursed", "reversed"))
+    )
+    impression_token = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(min=1, max=4096),
+        metadata={"description": "the impression token of the layout slot that led to this event (optional for a reversal)"},
+    )
+    amount = fields.Integer(
+        load_default=None, allow_none=True, strict=True, validate=validate.Range(min=0, max=10**12),
+        metadata={"description": "fen; the amount lent for a disbursal"},
+    )
+    occurred_at = EpochTime(load_default=None, allow_none=True)
+    reverses = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(min=1, max=128),
+        metadata={"description": "for a reversal: the event_id it undoes"},
+    )
+
+
+class PostbackAnswerSchema(Schema):
+    status = fields.String(metadata={"description": "accepted, or duplicate for an event_id seen before"})
+    event_id = fields.String()
+

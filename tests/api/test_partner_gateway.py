@@ -1,0 +1,211 @@
+"""Pre-screens in real layouts, against partners on loopback (DESIGN §6 guards 5, 6, 8; §7 data-share log)."""
+import logging
+import time
+
+import pytest
+
+from partner_fakes import DEMO_PARTNERS, TEST_PHONE, FakePartner, configure_partner, phone_hash, put_user
+
+BUDGET_MS = 400
+XINGYUN_SECRET = "xingyun-signing-secret-0123456789"
+HAOYUE_SECRET = "haoyue-signing-secret-0123456789"
+
+
+@pytest.fixture
+def settings_overrides(settings_overrides):
+    return {**settings_overrides, "prescreen_budget_ms": BUDGET_MS, "breaker_fail_max": 2, "breaker_reset_seconds": 2}
+
+
+@pytest.fixture
+def xingyun(demo_app, client, auth, comps):
+    """Xingyun consumer finance pre-screens its users; the demo's wallet story needs a new customer."""
+    fake = FakePartner("xingyun_cf", XINGYUN_SECRET)
+    configure_partner(client, auth, comps, "xingyun_cf", **fake.partner_fields(timeout_ms=1000))
+    yield fake
+    fake.close()
+
+
+def _layout(client, auth, comps, user_id):
+    token = comps.user_tokens.mint(user_id)
+    started = time.perf_counter()
+    response = client.get("/v1/layout?page=home", headers=auth("app", **{"X-User-Token": token}))
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 200, response.get_json()
+    return [slot["product"]["product_id"] for slot in response.get_json()["slots"]], elapsed
+
+
+def _shares(client, auth, user_id):
+    response = client.get(f"/admin/v1/data-shares?user_id={user_id}", headers=auth("pm"))
+    assert response.status_code == 200
+    return response.get_json()["shares"]
+
+
+def _wait_for(predicate, seconds=4.0):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_new_customer_gets_the_partner_loan_on_top_after_a_consented_prescreen(xingyun, client, auth, comps):
+    put_user(client, auth, "u-new")
+    products, _ = _layout(client, auth, comps, "u-new")
+    assert products[0] == "xingyun_loan"
+    (received,) = xingyun.prescreens()
+    assert received.signature_ok and received.json()["product_id"] == "xingyun_loan"
+    assert received.json()["phone_sha256"] == phone_hash(TEST_PHONE)
+
+    (share,) = _shares(client, auth, "u-new")
+    assert share["partner_id"] == "xingyun_cf" and share["purpose"] == "prescreen"
+    assert share["fields"] == ["phone_sha256"] and share["request_id"] == received.json()["request_id"]
+    assert share["consent"] == "share_with_partners:xingyun_cf" and share["outcome"] == "new"
+    assert share["consents"]["share_with_partners"] == DEMO_PARTNERS
+
+    products, _ = _layout(client, auth, comps, "u-new")  # the answer is cached: nobody is asked again
+    assert products[0] == "xingyun_loan" and len(xingyun.prescreens()) == 1
+
+
+def test_an_existing_customer_is_not_shown_that_partner(xingyun, client, auth, comps):
+    xingyun.mode = "existing"
+    put_user(client, auth, "u-existing")
+    products, _ = _layout(client, auth, comps, "u-existing")
+    assert "xingyun_loan" not in products
+    assert comps.redis.get(comps.keys.prescreen("u-existing", "xingyun_cf")) == b"existing"
+
+
+@pytest.mark.parametrize("mode", ["error", "garbage", "wrong_shape", "silent"])
+def test_a_failed_prescreen_leaves_the_partner_out_never_the_page(xingyun, client, auth, comps, mode):
+    xingyun.mode = mode
+    put_user(client, auth, "u-failed")
+    products, elapsed = _layout(client, auth, comps, "u-failed")
+    assert "xingyun_loan" not in products and products  # the rest of the page is served
+    assert elapsed < BUDGET_MS / 1000 + 0.3
+
+
+def test_a_slow_partner_costs_the_layout_at_most_its_budget_and_is_placed_next_time(xingyun, client, auth, comps):
+    configure_partner(client, auth, comps, "xingyun_cf", timeout_ms=3000)
+    xingyun.delay_seconds = 1.2
+    put_user(client, auth, "u-slow")
+    products, elapsed = _layout(client, auth, comps, "u-slow")
+    assert elapsed < BUDGET_MS / 1000 + 0.3
+    assert "xingyun_loan" not in products
+    _wait_for(lambda: comps.redis.get(comps.keys.prescreen("u-slow", "xingyun_cf")) == b"new")
+    products, _ = _layout(client, auth, comps, "u-slow")
+    assert products[0] == "xingyun_loan"
+    assert len(xingyun.prescreens()) == 1
+
+
+def test_without_consent_no_request_leaves_and_nothing_is_recorded(xingyun, client, auth, comps):
+    put_user(client, auth, "u-private", share_with=[p for p in DEMO_PARTNERS if p != "xingyun_cf"])
+    products, _ = _layout(client, auth, comps, "u-private")
+    assert "xingyun_loan" not in products
+    assert xingyun.received == [] and _shares(client, auth, "u-private") == []
+
+
+def test_a_partner_with_no_product_the_user_could_be_shown_is_not_asked(xingyun, client, auth, comps):
+    put_user(client, auth, "u-tier-d", risk_tier="D")  # xingyun_loan is for tiers A–C
+    _layout(client, auth, comps, "u-tier-d")
+    assert xingyun.received == [] and _shares(client, auth, "u-tier-d") == []
+
+
+def test_without_a_phone_hash_nobody_is_asked(xingyun, client, auth, comps):
+    put_user(client, auth, "u-nophone", phone_sha256=None)
+    _layout(client, auth, comps, "u-nophone")
+    assert xingyun.received == [] and _shares(client, auth, "u-nophone") == []
+
+
+def test_revoking_consent_stops_the_next_request(xingyun, client, auth, comps):
+    put_user(client, auth, "u-revokes")
+    _layout(client, auth, comps, "u-revokes")
+    assert len(xingyun.prescreens()) == 1
+    put_user(client, auth, "u-revokes", share_with=["haoyue_mcl"])
+    comps.redis.delete(comps.keys.prescreen("u-revokes", "xingyun_cf"))  # as if the cached answer expired
+    products, _ = _layout(client, auth, comps, "u-revokes")
+    assert "xingyun_loan" not in products
+    assert len(xingyun.prescreens()) == 1 and len(_shares(client, auth, "u-revokes")) == 1
+
+
+def test_the_breaker_opens_after_failures_and_closes_after_the_partner_recovers(xingyun, client, auth, comps):
+    xingyun.mode = "error"
+    for user_id in ("u-b1", "u-b2"):  # breaker_fail_max = 2
+        put_user(client, auth, user_id)
+        assert "xingyun_loan" not in _layout(client, auth, comps, user_id)[0]
+    assert len(xingyun.prescreens()) == 2
+
+    put_user(client, auth, "u-b3")
+    assert "xingyun_loan" not in _layout(client, auth, comps, "u-b3")[0]
+    assert len(xingyun.prescreens()) == 2  # open: the third user's data never left
+    assert _shares(client, auth, "u-b3") == []
+
+    xingyun.mode = "new"
+    breaker = comps.extra["partner_client"]
+    _wait_for(lambda: not breaker.breaker_open("xingyun_cf"))
+    put_user(client, auth, "u-b4")
+    assert _layout(client, auth, comps, "u-b4")[0][0] == "xingyun_loan"
+    assert breaker.breaker_state("xingyun_cf") == "closed"
+    assert len(xingyun.prescreens()) == 3
+
+
+def test_data_share_records_match_what_partners_received_one_for_one(xingyun, client, auth, comps):
+    haoyue = FakePartner("haoyue_mcl", HAOYUE_SECRET)
+    try:
+        configure_partner(client, auth, comps, "haoyue_mcl", **haoyue.partner_fields(timeout_ms=1000))
+        haoyue.mode = "existing"
+        users = ["u-r1", "u-r2", "u-r3"]
+        # Tier B: both haoyue_loan (tiers B–D) and xingyun_loan (A–C) could be shown.
+        put_user(client, auth, "u-r1", risk_tier="B")
+        put_user(client, auth, "u-r2", share_with=["haoyue_mcl"], risk_tier="B")
+        put_user(client, auth, "u-r3", share_with=["xingyun_cf"], risk_tier="B")
+        for user_id in users:
+            _layout(client, auth, comps, user_id)
+        received = {
+            (fake.partner_id, r.json()["request_id"], r.json()["phone_sha256"])
+            for fake in (xingyun, haoyue)
+            for r in fake.prescreens()
+        }
+        recorded = {
+            (s["partner_id"], s["request_id"], phone_hash(TEST_PHONE))
+            for user_id in users
+            for s in _shares(client, auth, user_id)
+        }
+        assert len(received) == 4 and received == recorded  # u-r1 → both, u-r2 → haoyue, u-r3 → xingyun
+    finally:
+        haoyue.close()
+
+
+def test_the_phone_number_never_appears_in_requests_logs_or_keys(xingyun, client, auth, comps, caplog, key_prefix):
+    caplog.set_level(logging.DEBUG)
+    put_user(client, auth, "u-phone")
+    _layout(client, auth, comps, "u-phone")
+    xingyun.mode = "error"
+    put_user(client, auth, "u-phone-2")
+    _layout(client, auth, comps, "u-phone-2")
+    assert len(xingyun.received) == 2
+    assert all(TEST_PHONE not in r.raw() for r in xingyun.received)
+    assert TEST_PHONE not in caplog.text
+    for key in comps.redis.scan_iter(match=f"{key_prefix}:*"):
+        assert TEST_PHONE.encode() not in key
+        kind = comps.redis.type(key)
+        dumped = {
+            b"string": lambda: comps.redis.get(key),
+            b"hash": lambda: comps.redis.hgetall(key),
+            b"stream": lambda: comps.redis.xrange(key),
+            b"list": lambda: comps.redis.lrange(key, 0, -1),
+            b"set": lambda: comps.redis.smembers(key),
+        }.get(kind, lambda: b"")()
+        assert TEST_PHONE not in repr(dumped)
+
+
+def test_the_data_share_log_is_for_product_managers_and_needs_a_user(demo_app, client, auth):
+    assert client.get("/admin/v1/data-shares?user_id=u-1", headers=auth("app")).status_code == 403
+    missing = client.get("/admin/v1/data-shares", headers=auth("pm"))
+    assert missing.status_code == 422 and "user_id" in missing.get_json()["errors"]["query"]
+
+
+def test_partner_calls_are_counted_per_partner_and_outcome(xingyun, client, auth, comps):
+    put_user(client, auth, "u-metrics")
+    _layout(client, auth, comps, "u-metrics")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'wallet_market_partner_requests_total{outcome="ok",partner="xingyun_cf",purpose="prescreen"}' in text
+    assert 'wallet_market_prescreen_answers_total{answer="new",partner="xingyun_cf"}' in text
+    assert 'wallet_market_partner_request_seconds_bucket{le="0.25",outcome="ok",partner="xingyun_cf"' in text
