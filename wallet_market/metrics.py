@@ -76,6 +76,59 @@ def _build() -> dict[str, object]:
         ["partner"],
         multiprocess_mode="max",
     )
+    # -- partner gateway -------------------------------------------------------------
+    _metrics["PARTNER_REQUESTS"] = Counter(
+        "wallet_market_partner_requests_total",
+        "Outbound partner calls by partner, purpose and outcome "
+        "(ok, timeout, unreachable, http_error, bad_answer, breaker_open, no_secret, busy)",
+        ["partner", "purpose", "outcome"],
+    )
+    _metrics["PRESCREEN_ANSWERS"] = Counter(
+        "wallet_market_prescreen_answers_total",
+        "Pre-screen answers by partner: new, existing, ineligible or failed",
+        ["partner", "answer"],
+    )
+    _metrics["PRESCREEN_WAIT"] = Histogram(
+        "wallet_market_prescreen_wait_seconds",
+        "Time a layout waited for missing pre-screen answers (bounded by the budget)",
+        buckets=LATENCY_BUCKETS,
+    )
+    _metrics["DATA_SHARES"] = Counter(
+        "wallet_market_data_shares_total",
+        "Sends of user data to partners (each one recorded in the data-share log), by partner and purpose",
+        ["partner", "purpose"],
+    )
+    _metrics["JOINT_LOGIN_EXCHANGES"] = Counter(
+        "wallet_market_joint_login_exchanges_total",
+        "Joint-login token exchanges by partner and outcome",
+        ["partner", "outcome"],
+    )
+
+
+    # -- funnel tracking -------------------------------------------------------------
+    _metrics["LEADS"] = Counter(
+        "wallet_market_leads_total",
+        "Clicks on partner products by partner: counted toward the daily lead cap, or over its cap or pace",
+        ["partner", "outcome"],
+    )
+    _metrics["WORKER_BATCH_SECONDS"] = Histogram(
+        "wallet_market_worker_batch_seconds",
+        "Time the ledger worker takes to apply one batch of stream entries",
+        buckets=LATENCY_BUCKETS,
+    )
+    _metrics["WORKER_DEAD_LETTERS"] = Counter(
+        "wallet_market_worker_dead_letters_total",
+        "Stream entries the ledger worker could not interpret (kept in the dead-letter stream)",
+    )
+    _metrics["DECISION_LOG"] = Counter(
+        "wallet_market_decision_log_total",
+        "Decisions written to the decision log, or dropped because its queue was full",
+        ["outcome"],
+    )
+    _metrics["LEARNING_REFRESHES"] = Counter(
+        "wallet_market_learning_refreshes_total",
+        "Refreshes of the learned funnel rates that changed the serving snapshot",
+    )
     return _metrics
 
 
@@ -87,6 +140,18 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
+_decision_children: dict[tuple[str, str, str], object] = {}
+
+
+def count_decision(page: str, slot: str, product: str) -> None:
+    """Count one product placed in one slot (the labelled child is looked up once per process)."""
+    key = (page, slot, product)
+    child = _decision_children.get(key)
+    if child is None:
+        child = _decision_children.setdefault(key, __getattr__("DECISIONS").labels(page, slot, product))
+    child.inc()
+
+
 def exposition() -> tuple[bytes, str]:
     """The metrics text of the whole server (all workers when under gunicorn)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -96,32 +161,3 @@ def exposition() -> tuple[bytes, str]:
     from prometheus_client import REGISTRY
 
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-
-
-# -- partner gateway -------------------------------------------------------------
-PARTNER_REQUESTS = Counter(
-    "wallet_market_partner_requests_total",
-    "Outbound partner calls by partner, purpose and outcome "
-    "(ok, timeout, unreachable, http_error, bad_answer, breaker_open, no_secret)",
-    ["partner", "purpose", "outcome"],
-)
-PRESCREEN_ANSWERS = Counter(
-    "wallet_market_prescreen_answers_total",
-    "Pre-screen answers by partner: new, existing, ineligible or failed",
-    ["partner", "answer"],
-)
-PRESCREEN_WAIT = Histogram(
-    "wallet_market_prescreen_wait_seconds",
-    "Time a layout waited for missing pre-screen answers (bounded by the budget)",
-    buckets=LATENCY_BUCKETS,
-)
-DATA_SHARES = Counter(
-    "wallet_market_data_shares_total",
-    "Sends of user data to partners (each one recorded in the data-share log), by partner and purpose",
-    ["partner", "purpose"],
-)
-JOINT_LOGIN_EXCHANGES = Counter(
-    "wallet_market_joint_login_exchanges_total",
-    "Joint-login token exchanges by partner and outcome",
-    ["partner", "outcome"],
-)

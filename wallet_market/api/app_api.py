@@ -42,7 +42,7 @@ class Layout(MethodView):
             )
         )
         for slot in result.decision.slots:
-            metrics.DECISIONS.labels(result.decision.page_id, slot.slot_id, slot.product_id).inc()
+            metrics.count_decision(result.decision.page_id, slot.slot_id, slot.product_id)
         if result.degraded:
             metrics.DEGRADED_LAYOUTS.inc()
         return Response(orjson.dumps(result.body), mimetype="application/json")
