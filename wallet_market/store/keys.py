@@ -140,3 +140,20 @@ class Keys:
     def bench_probe(self, n: int) -> str:
         """Keys read by the benchmark's baseline endpoint."""
         return f"{self.prefix}:{{bench}}:probe:{int(n)}"
+
+    # -- funnel tracking -------------------------------------------------
+    def user_events_applied(self, user_id: str, day: str) -> str:
+        """Set of event-stream entry ids already applied to the user's caps and suppression on ``day``."""
+        return f"{self.prefix}:{{u:{user_id}}}:applied:{day}"
+
+    def leads_today(self, day: str) -> str:
+        """Hash partner_id → leads counted toward its daily lead cap on ``day`` (beside ``leads_at_cap``)."""
+        return f"{self.prefix}:{{partners}}:leads:{day}"
+
+    def lead_marks(self, day: str) -> str:
+        """Hash click (event key) → 1 counted as a lead / 0 refused on ``day``: a retried click keeps its answer."""
+        return f"{self.prefix}:{{partners}}:lead_marks:{day}"
+
+    def dead_letters(self) -> str:
+        """Stream of event-stream entries the worker could not interpret, kept for inspection."""
+        return f"{self.prefix}:{{ledger}}:dead_letters"

@@ -1,0 +1,151 @@
+"""The decision log: every layout decision with its propensities, for offline policy evaluation.
+
+``record`` is a layout ``on_decision`` hook: it only appends to an in-memory
+queue (bounded; the oldest are dropped, and counted, if Redis stays away). A
+background thread writes the queue to the ``decisions`` stream, a batch of
+decisions per stream entry (field ``d``, a JSON list), so no request waits on
+it and Redis pays per batch, not per layout. Each row names the decision,
+time, page, rule-set version, user and risk tier, and for every slot the
+product shown and the probability with which it was chosen (``propensity_bps``).
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import Any
+
+import orjson
+import redis
+
+from .. import metrics
+from ..domain.placement import Decision
+from ..store.keys import Keys
+from .layouts import LayoutResult
+
+log = logging.getLogger(__name__)
+
+# Entries (batches of decisions) kept; older ones are trimmed, so an exporter reads them off for evaluation.
+STREAM_MAXLEN = 20_000
+
+
+# One decision as a compact row (a busy wallet makes thousands a second):
+# [decision_id, at (epoch ms), page, rule-set version, user or null, risk tier or null,
+#  personalized (1/0), [[slot, product, propensity_bps], ...]]
+RECORD_FIELDS = ("decision_id", "at_ms", "page", "version", "user", "risk_tier", "personalized", "slots")
+SLOT_FIELDS = ("slot", "product", "propensity_bps")
+
+
+def decision_row(at: float, decision_id: str, decision: Decision, user_id: str | None, risk_tier: str | None) -> list:
+    """The compact decision-log row of one layout (see ``RECORD_FIELDS``)."""
+    return [
+        decision_id,
+        int(at * 1000),
+        decision.page_id,
+        decision.ruleset_version,
+        user_id,
+        risk_tier,
+        1 if decision.personalized else 0,
+        [[s.slot_id, s.product_id, s.propensity_bps] for s in decision.slots],
+    ]
+
+
+def decision_record(row: list) -> dict[str, Any]:
+    """A decision-log row as a readable record."""
+    record = dict(zip(RECORD_FIELDS, row))
+    record["personalized"] = bool(record["personalized"])
+    record["slots"] = [dict(zip(SLOT_FIELDS, slot)) for slot in record["slots"]]
+    return record
+
+
+class DecisionLog:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        max_queue: int = 100_000,
+        batch_size: int = 500,
+        interval_seconds: float = 0.1,
+    ):
+        self.client = client
+        self.keys = keys
+        self.batch_size = batch_size
+        self.interval_seconds = interval_seconds
+        self._queue: collections.deque = collections.deque()
+        self._max_queue = max_queue
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._flush_lock = threading.Lock()
+
+    def record(self, result: LayoutResult) -> None:
+        """Queue a decision (the on_decision hook): an append, nothing more on the request path."""
+        if len(self._queue) >= self._max_queue:
+            self._queue.popleft()
+            metrics.DECISION_LOG.labels("dropped").inc()
+        profile = result.profile
+        self._queue.append((
+            time.time(),
+            result.body["decision_id"],
+            result.decision,
+            result.user_id,
+            profile.risk_tier if profile is not None else None,
+        ))
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def flush(self) -> int:
+        """Write everything queued so far, a batch per stream entry; returns how many decisions were written."""
+        written = 0
+        with self._flush_lock:
+            while self._queue:
+                batch = []
+                while self._queue and len(batch) < self.batch_size:
+                    batch.append(self._queue.popleft())
+                payload = orjson.dumps([decision_row(*queued) for queued in batch])
+                try:
+                    self.client.xadd(self.keys.decisions(), {"d": payload}, maxlen=STREAM_MAXLEN, approximate=True)
+                except redis.RedisError:
+                    self._queue.extendleft(reversed(batch))  # keep them for the next attempt
+                    raise
+                written += len(batch)
+                metrics.DECISION_LOG.labels("written").inc(len(batch))
+        return written
+
+    def read(self, count: int = 100) -> list[dict[str, Any]]:
+        """The newest ``count`` decision records, newest first."""
+        out: list[dict[str, Any]] = []
+        last = "+"
+        while len(out) < count:
+            entries = self.client.xrevrange(self.keys.decisions(), max=last, count=10)
+            if not entries:
+                break
+            for _, fields in entries:
+                out.extend(decision_record(row) for row in reversed(orjson.loads(fields[b"d"])))
+            last = "(" + entries[-1][0].decode()
+        return out[:count]
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+            self._thread = None
+        try:
+            self.flush()
+        except redis.RedisError as exc:
+            log.warning("decision log: %d decisions not written at shutdown: %s", len(self._queue), exc)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_seconds):
+            try:
+                self.flush()
+            except redis.RedisError as exc:
+                log.warning("decision log not written yet: %s", exc)
+            except Exception:  # keep logging decisions whatever one record did
+                log.exception("decision log flush failed")

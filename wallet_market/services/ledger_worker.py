@@ -1,0 +1,352 @@
+"""The ledger worker (``wallet-market worker``): the event stream becomes counters.
+
+At-least-once delivery through a consumer group, idempotent application:
+
+1. a batch is read (entries left pending by a dead consumer are reclaimed with
+   XAUTOCLAIM first);
+2. each entry's effect on its user — impressions toward frequency caps,
+   suppression of a partner after an application, approval or rejection, an
+   in-house decline — is applied once per entry id;
+3. the batch's counters (by channel, partner, product, slot, risk tier and
+   day), learned funnel counts and postback records are incremented by one
+   script that acknowledges each entry in the same step, so an entry counts
+   exactly once however often it is delivered.
+
+A worker killed anywhere in between leaves its entries pending; whoever claims
+them next repeats steps 2 and 3, and both are no-ops for what was done. The
+worker also re-decides, every few seconds, which partners are ahead of their
+lead pace, reports the stream lag and trims applied entries.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from datetime import date, datetime, timezone
+from typing import Any, Callable, Sequence
+
+import orjson
+import redis
+
+from .. import metrics
+from ..domain.catalogue import IN_HOUSE, Catalogue
+from ..domain.funnel import (
+    APP_EVENT_TYPES,
+    IMPRESSION,
+    REJECTED,
+    REVERSED,
+    SUPPRESSING_TYPES,
+    LedgerEvent,
+    counter_deltas,
+    day_of,
+    learning_deltas,
+    paced_lead_allowance,
+    reversal_deltas,
+    suppressed_until,
+)
+from ..store.caps import LeadCaps, UserFacts
+from ..store.catalogue import CatalogueStore
+from ..store.keys import Keys
+from ..store.ledger import ApplyRaced, CatalogueVersions, Ledger, StreamEntry
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_SECONDS = 5.0
+TRIM_SECONDS = 60.0
+# Applied entries stay in the stream a day, for inspection and replay.
+STREAM_KEEP_SECONDS = 86_400
+_CONFIGURED = object()
+PLAN_CACHE_SIZE = 50_000
+
+
+def default_consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class _KeyIndex:
+    """The keys a batch's script refers to, numbered as the script sees them (KEYS[2] is the first)."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def __call__(self, key: str) -> int:
+        found = self._index.get(key)
+        if found is None:
+            self.keys.append(key)
+            found = self._index[key] = len(self.keys) + 1
+        return found
+
+
+class LedgerWorker:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        consumer: str | None = None,
+        suppression_cooldown_days: int = 30,
+        batch_size: int = 500,
+        block_ms: int = 1000,
+        claim_idle_ms: int = 30_000,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.client = client
+        self.keys = keys
+        self.consumer = consumer or default_consumer_name()
+        self.suppression_cooldown_days = suppression_cooldown_days
+        self.batch_size = batch_size
+        self.block_ms = block_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.clock = clock
+        self.ledger = Ledger(client, keys)
+        self.user_facts = UserFacts(client, keys)
+        self.lead_caps = LeadCaps(client, keys)
+        self.catalogue_store = CatalogueStore(client, keys)
+        self.versions = CatalogueVersions(self.catalogue_store)
+        self._next_claim = 0.0
+        self._next_housekeeping = 0.0
+        self._next_trim = 0.0
+        self._plans: dict[tuple, tuple[dict[str, int], dict[str, int]]] = {}
+
+    # -- the loop ------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """Apply entries until ``stop`` is set; the batch in hand is finished first."""
+        log.info("ledger worker %s started", self.consumer)
+        started = False
+        while not stop.is_set():
+            try:
+                if not started:
+                    self.ledger.ensure_group()
+                    self.drain_own_pending()
+                    started = True
+                self.step()
+            except redis.RedisError as exc:
+                log.warning("ledger worker: Redis unavailable (%s); retrying", exc)
+                stop.wait(1.0)
+            except Exception:  # the batch stays pending and is retried; the worker must not die of it
+                log.exception("ledger worker: batch failed; retrying")
+                stop.wait(1.0)
+        log.info("ledger worker %s stopped", self.consumer)
+
+    def drain_own_pending(self) -> int:
+        """Apply what this consumer name was given before a restart and never acknowledged."""
+        total = 0
+        while True:
+            entries = self.ledger.read_own_pending(self.consumer, self.batch_size)
+            if not entries:
+                return total
+            total += self.process(entries)
+            if len(entries) < self.batch_size:
+                return total
+
+    def step(self, block_ms: int | None | object = _CONFIGURED) -> int:
+        """One round: reclaim stale entries (now and then), apply a batch of new ones, housekeeping.
+
+        ``block_ms`` bounds the wait for new entries (None: do not wait); by
+        default the worker's own setting.
+        """
+        applied = 0
+        now = time.monotonic()
+        if now >= self._next_claim:
+            self._next_claim = now + max(self.claim_idle_ms / 1000 / 2, 0.05)
+            claimed = self.ledger.claim_stale(self.consumer, self.claim_idle_ms, self.batch_size)
+            if claimed:
+                applied += self.process(claimed)
+        entries = self.ledger.read_new(
+            self.consumer, self.batch_size, self.block_ms if block_ms is _CONFIGURED else block_ms
+        )
+        if entries:
+            applied += self.process(entries)
+        if time.monotonic() >= self._next_housekeeping:
+            self._next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
+            self.housekeeping()
+        return applied
+
+    def run_until_idle(self, timeout_seconds: float = 30.0) -> int:
+        """Apply everything in the stream (reclaiming what others left), then return how many were applied."""
+        self.ledger.ensure_group()
+        total = self.drain_own_pending()
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline:
+            self._next_claim = 0.0
+            applied = self.step(block_ms=None)
+            total += applied
+            if applied == 0:
+                if self.ledger.lag() == 0:
+                    break
+                time.sleep(0.01)  # entries held by another consumer: wait until they may be claimed
+        return total
+
+    # -- one batch -----------------------------------------------------------
+    def process(self, entries: Sequence[StreamEntry]) -> int:
+        """Apply a batch: user effects first, then counters with acknowledgement. Returns entries applied."""
+        started = time.perf_counter()
+        readable: list[tuple[str, LedgerEvent]] = []
+        for entry in entries:
+            if entry.event is None:
+                if entry.raw:
+                    self.ledger.dead_letter(entry, "unreadable")
+                    metrics.WORKER_DEAD_LETTERS.inc()
+                else:  # deleted while pending: acknowledge so it stops coming back
+                    self.client.xack(self.keys.event_stream(), self.ledger.group, entry.entry_id)
+                continue
+            problem = self._uninterpretable(entry.event)
+            if problem is not None:
+                log.error("ledger worker: entry %s set aside: %s", entry.entry_id, problem)
+                self.ledger.dead_letter(entry, problem)
+                metrics.WORKER_DEAD_LETTERS.inc()
+                continue
+            readable.append((entry.entry_id, entry.event))
+        if not readable:
+            return 0
+        self.apply_user_effects(readable)
+        applied = self.apply_counters(readable)
+        metrics.WORKER_APPLIED.inc(applied)
+        metrics.WORKER_BATCH_SECONDS.observe(time.perf_counter() - started)
+        return applied
+
+    def _uninterpretable(self, event: LedgerEvent) -> str | None:
+        """Why an event cannot be applied (so it is set aside rather than retried forever), or None."""
+        if event.type == REVERSED:
+            return None if event.reverses and event.source != "app" else "a reversal without the event it reverses"
+        try:
+            self._plan(event)
+        except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def _plan(self, event: LedgerEvent) -> tuple[dict[str, int], dict[str, int]]:
+        """The counter and learning increments of a (non-reversal) event.
+
+        Impressions and clicks of the same product, slot, tier and version add
+        the same, so theirs are remembered (the exact economics are not cheap).
+        """
+        key = None
+        if event.type in APP_EVENT_TYPES:
+            key = (event.type, event.ruleset_version, event.product_id, event.page_id, event.slot_id, event.risk_tier)
+            planned = self._plans.get(key)
+            if planned is not None:
+                return planned
+        catalogue = self._catalogue(event)
+        planned = (counter_deltas(event, catalogue), learning_deltas(event, catalogue))
+        if key is not None:
+            if len(self._plans) >= PLAN_CACHE_SIZE:
+                self._plans.clear()
+            self._plans[key] = planned
+        return planned
+
+    def _catalogue(self, event: LedgerEvent) -> Catalogue | None:
+        return self.versions.get(event.ruleset_version) if event.ruleset_version else None
+
+    def apply_user_effects(self, events: Sequence[tuple[str, LedgerEvent]]) -> None:
+        """Step 2: frequency caps, suppression and in-house declines of ``(entry id, event)``s, once per entry."""
+        now = int(self.clock())
+        pipe = self.client.pipeline(transaction=False)
+        queued = 0
+        declines: list[tuple[str, date]] = []
+        for entry_id, event in events:
+            if not event.user_id or event.type == REVERSED:
+                continue
+            impressed = event.product_id if event.type == IMPRESSION else None
+            suppress = None
+            if event.type in SUPPRESSING_TYPES:
+                catalogue = self._catalogue(event)
+                product = catalogue.products.get(event.product_id) if catalogue is not None else None
+                owner = product.owner if product is not None else event.source
+                if owner == IN_HOUSE:
+                    if event.type == REJECTED:
+                        declines.append((event.user_id, _date_of(event.occurred_at)))
+                else:
+                    suppress = owner
+            if impressed is None and suppress is None:
+                continue
+            self.user_facts.queue(
+                pipe,
+                entry_id=entry_id,
+                user_id=event.user_id,
+                day=event.day,
+                impressed_product=impressed,
+                suppress_partner=suppress,
+                suppressed_until=suppressed_until(event, self.suppression_cooldown_days),
+                now=now,
+            )
+            queued += 1
+        if queued:
+            pipe.execute()
+        for user_id, decided_on in declines:
+            self.user_facts.record_in_house_decline(user_id, decided_on)
+
+    def apply_counters(self, events: Sequence[tuple[str, LedgerEvent]]) -> int:
+        """Step 3: counters, learned counts and postback records, acknowledging each entry; returns how many applied."""
+        for attempt in range(5):
+            keys, ops = self._ledger_ops(events)
+            try:
+                return self.ledger.apply(keys, ops)
+            except ApplyRaced:
+                if attempt == 4:
+                    raise
+        return 0
+
+    def _ledger_ops(self, events: Sequence[tuple[str, LedgerEvent]]) -> tuple[list[str], list[dict[str, Any]]]:
+        index = _KeyIndex()
+        learned = self.keys.learned_rates()
+        originals = [(e.source, e.event_id) for _, e in events if e.source != "app" and e.type != REVERSED]
+        reversal_days = self.ledger.reversal_days(originals)
+        ops: list[dict[str, Any]] = []
+        for entry_id, event in events:
+            op: dict[str, Any] = {"id": entry_id, "add": []}
+            if event.type == REVERSED:
+                op["reverse"] = [
+                    index(self.keys.postback_record(event.source, event.reverses)),
+                    index(self.keys.counters(event.day)),
+                ]
+                ops.append(op)
+                continue
+            deltas, learning = self._plan(event)
+            counters = index(self.keys.counters(event.day))
+            op["add"] = [[counters, name, str(value)] for name, value in deltas.items()]
+            if learning:
+                learned_index = index(learned)
+                op["add"].extend([learned_index, name, str(value)] for name, value in learning.items())
+            if event.source != "app":
+                op["keep"] = index(self.keys.postback_record(event.source, event.event_id))
+                op["undo"] = orjson.dumps({k: str(v) for k, v in reversal_deltas(deltas).items()}).decode()
+                reversal_day = reversal_days.get((event.source, event.event_id))
+                if reversal_day:
+                    op["rev_day"] = reversal_day
+                    op["rev_key"] = index(self.keys.counters(reversal_day))
+            ops.append(op)
+        return index.keys, ops
+
+    # -- housekeeping --------------------------------------------------------
+    def housekeeping(self) -> None:
+        """Re-pace partner lead caps, report the stream lag, trim applied entries now and then."""
+        try:
+            self.refresh_pacing()
+        except (KeyError, ValueError, TypeError):  # a catalogue this worker cannot read must not stop the ledger
+            log.exception("lead pacing refresh failed")
+        metrics.STREAM_LAG.set(self.ledger.lag())
+        if time.monotonic() >= self._next_trim:
+            self._next_trim = time.monotonic() + TRIM_SECONDS
+            self.ledger.trim(STREAM_KEEP_SECONDS, int(self.clock() * 1000))
+
+    def refresh_pacing(self, now: float | None = None) -> set[str]:
+        """Decide, for the time of day, which partners are at their lead cap or ahead of their pace."""
+        now = self.clock() if now is None else now
+        version = self.catalogue_store.current_version()
+        catalogue = self.versions.get(version) if version else None
+        if catalogue is None:
+            return set()
+        elapsed = now % 86_400
+        allowed = {
+            pid: (None if p.daily_lead_cap is None else paced_lead_allowance(p.daily_lead_cap, elapsed))
+            for pid, p in catalogue.partners.items()
+        }
+        return self.lead_caps.pace(day_of(now), allowed)
+
+
+def _date_of(epoch_seconds: int) -> date:
+    return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).date()

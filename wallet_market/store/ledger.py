@@ -1,0 +1,280 @@
+"""The funnel ledger in Redis: the event stream, idempotency marks, postback records and counters.
+
+Every key here shares the ``{ledger}`` hash tag, so ingestion (mark + append)
+and application (acknowledge + count) are each one Lua script that runs
+unchanged on Redis Cluster.
+
+- Ingestion appends an event to the stream only if its idempotency mark was
+  not set before, in the same script: nothing acknowledged is lost, nothing is
+  appended twice.
+- The worker reads the stream through a consumer group and applies entries
+  with a script that acknowledges each entry and increments its counters
+  together; an entry another consumer already acknowledged adds nothing.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Iterable, Mapping, Sequence
+
+import orjson
+import redis
+
+from ..domain.catalogue import Catalogue
+from ..domain.funnel import LedgerEvent
+from .catalogue import CatalogueStore, UnknownVersion
+from .keys import Keys
+
+log = logging.getLogger(__name__)
+
+CONSUMER_GROUP = "ledger"
+# Postback records answer for idempotency and reversals; partners settle within months.
+POSTBACK_RECORD_SECONDS = 400 * 86_400
+
+
+@lru_cache(maxsize=None)
+def script_text(name: str) -> str:
+    """The text of ``store/scripts/<name>.lua`` (package data)."""
+    return resources.files("wallet_market.store").joinpath("scripts", f"{name}.lua").read_text(encoding="utf-8")
+
+
+def register(client: redis.Redis, name: str):
+    """A redis-py :class:`~redis.commands.core.Script` (EVALSHA with a load on first use)."""
+    return client.register_script(script_text(name))
+
+
+def encode_event(event: LedgerEvent) -> bytes:
+    return orjson.dumps(event.to_dict())
+
+
+def decode_event(payload: bytes) -> LedgerEvent:
+    return LedgerEvent.from_dict(orjson.loads(payload))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEntry:
+    """One entry read from the event stream; ``event`` is None when it could not be read."""
+
+    entry_id: str
+    event: LedgerEvent | None
+    raw: dict[bytes, bytes]
+
+
+class ApplyRaced(RuntimeError):
+    """A reversal was applied between reading the records and applying a batch; read again."""
+
+
+class Ledger:
+    def __init__(self, client: redis.Redis, keys: Keys, group: str = CONSUMER_GROUP):
+        self.client = client
+        self.keys = keys
+        self.group = group
+        self._ingest_events = register(client, "ingest_events")
+        self._ingest_postback = register(client, "ingest_postback")
+        self._apply = register(client, "apply_entries")
+
+    # -- ingestion ---------------------------------------------------------
+    def append_app_events(
+        self, events: Sequence[tuple[str, LedgerEvent]], mark_seconds: int, pipe=None
+    ) -> list[bool] | None:
+        """Append ``(idempotency key, event)`` pairs once each; True where appended, False for duplicates.
+
+        With ``pipe`` the script is queued and its flags come with the pipeline's answers.
+        """
+        if not events:
+            return []
+        keys = [self.keys.event_stream(), *(self.keys.event_seen(key) for key, _ in events)]
+        args = [int(mark_seconds), *(encode_event(event) for _, event in events)]
+        answer = self._ingest_events(keys=keys, args=args, client=pipe)
+        if pipe is not None:
+            return None
+        return [bool(flag) for flag in answer]
+
+    def append_postback(self, event: LedgerEvent) -> str:
+        """Append a postback once per (partner, event id).
+
+        Returns ``accepted``, ``duplicate``, or for a reversal that cannot stand
+        ``already_reversed``, ``reverses_a_reversal`` or ``reversed_before_arrival``.
+        """
+        keys = [self.keys.event_stream(), self.keys.postback_record(event.source, event.event_id)]
+        if event.reverses:
+            keys.append(self.keys.postback_record(event.source, event.reverses))
+        args = [encode_event(event), event.type, event.event_id, event.day, POSTBACK_RECORD_SECONDS]
+        answer = self._ingest_postback(keys=keys, args=args)
+        return answer.decode() if isinstance(answer, bytes) else str(answer)
+
+    def postback_record(self, partner_id: str, event_id: str) -> dict[str, str]:
+        """A postback's record: its ``entry``, ``type``, and how it was reversed (for reconciliation)."""
+        raw = self.client.hgetall(self.keys.postback_record(partner_id, event_id))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    # -- consuming ---------------------------------------------------------
+    def ensure_group(self) -> None:
+        """Create the consumer group (from the stream's start) unless it exists."""
+        try:
+            self.client.xgroup_create(self.keys.event_stream(), self.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read_new(self, consumer: str, count: int, block_ms: int | None) -> list[StreamEntry]:
+        """Entries never delivered to any consumer of the group."""
+        answer = self.client.xreadgroup(
+            self.group, consumer, {self.keys.event_stream(): ">"}, count=count, block=block_ms
+        )
+        return self._entries(answer[0][1] if answer else [])
+
+    def read_own_pending(self, consumer: str, count: int) -> list[StreamEntry]:
+        """Entries delivered to ``consumer`` earlier and not yet acknowledged (after a restart)."""
+        answer = self.client.xreadgroup(self.group, consumer, {self.keys.event_stream(): "0"}, count=count)
+        return self._entries(answer[0][1] if answer else [])
+
+    def claim_stale(self, consumer: str, min_idle_ms: int, count: int) -> list[StreamEntry]:
+        """Take over entries another consumer left unacknowledged for ``min_idle_ms`` (XAUTOCLAIM)."""
+        found: list[StreamEntry] = []
+        cursor = "0-0"
+        while len(found) < count:
+            answer = self.client.xautoclaim(
+                self.keys.event_stream(), self.group, consumer, min_idle_ms, start_id=cursor, count=count - len(found)
+            )
+            cursor = answer[0].decode() if isinstance(answer[0], bytes) else str(answer[0])
+            found.extend(self._entries(answer[1]))
+            if cursor == "0-0":
+                break
+        return found
+
+    @staticmethod
+    def _entries(raw: Iterable[Any]) -> list[StreamEntry]:
+        out = []
+        for entry_id, fields in raw:
+            if entry_id is None:
+                continue
+            if fields is None:  # deleted while pending: nothing left to apply
+                out.append(StreamEntry(entry_id.decode(), None, {}))
+                continue
+            try:
+                event = decode_event(fields[b"e"])
+            except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
+                event = None
+            out.append(StreamEntry(entry_id.decode(), event, fields))
+        return out
+
+    def reversal_days(self, records: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+        """The day a reversal was announced for each ``(partner, event id)``, None where none was."""
+        records = list(dict.fromkeys(records))
+        if not records:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for partner_id, event_id in records:
+            pipe.hget(self.keys.postback_record(partner_id, event_id), "reversal_day")
+        return {r: (v.decode() if v is not None else None) for r, v in zip(records, pipe.execute())}
+
+    def apply(self, keys: Sequence[str], entries: Sequence[Mapping[str, Any]]) -> int:
+        """Run the apply script over a batch; returns how many entries it applied (acknowledged first).
+
+        ``keys`` are the counter and record keys the entries refer to by index
+        (index 2 is ``keys[0]``). Raises :class:`ApplyRaced` when a reversal was
+        applied after the caller read the records; nothing was applied then.
+        """
+        answer = self._apply(keys=[self.keys.event_stream(), *keys], args=[self.group, orjson.dumps(list(entries))])
+        status = answer[0].decode() if isinstance(answer[0], bytes) else answer[0]
+        if status == "retry":
+            raise ApplyRaced(answer[1])
+        return int(answer[1])
+
+    def dead_letter(self, entry: StreamEntry, reason: str) -> None:
+        """Keep an entry the worker cannot interpret, and acknowledge it so it stops coming back."""
+        fields = {b"entry_id": entry.entry_id.encode(), b"reason": reason.encode(), **entry.raw}
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(self.keys.dead_letters(), fields, maxlen=100_000, approximate=True)
+        pipe.xack(self.keys.event_stream(), self.group, entry.entry_id)
+        pipe.execute()
+
+    # -- operations --------------------------------------------------------
+    def lag(self) -> int:
+        """Entries not yet applied: pending in the group plus never delivered."""
+        stream = self.keys.event_stream()
+        try:
+            groups = self.client.xinfo_groups(stream)
+        except redis.ResponseError:
+            return 0
+        group = next((g for g in groups if _text(g.get("name")) == self.group), None)
+        if group is None:
+            return int(self.client.xlen(stream))
+        pending = int(group.get("pending") or 0)
+        if group.get("lag") is not None:
+            return pending + int(group["lag"])
+        last = _text(group.get("last-delivered-id")) or "0-0"
+        undelivered = len(self.client.xrange(stream, min=f"({last}", count=10_000))
+        return pending + undelivered
+
+    def trim(self, keep_seconds: int, now_ms: int) -> int:
+        """Drop entries applied (acknowledged) and older than ``keep_seconds``; returns how many went."""
+        stream = self.keys.event_stream()
+        try:
+            groups = self.client.xinfo_groups(stream)
+        except redis.ResponseError:
+            return 0
+        group = next((g for g in groups if _text(g.get("name")) == self.group), None)
+        if group is None:
+            return 0
+        bound = now_ms - keep_seconds * 1000
+        last = _text(group.get("last-delivered-id")) or "0-0"
+        bound = min(bound, int(last.split("-")[0]))
+        summary = self.client.xpending(stream, self.group)
+        if summary and summary.get("pending"):
+            oldest = _text(summary.get("min")) or "0-0"
+            bound = min(bound, int(oldest.split("-")[0]))
+        if bound <= 0:
+            return 0
+        return int(self.client.xtrim(stream, minid=f"{bound}-0", approximate=False))
+
+    # -- reading -----------------------------------------------------------
+    def counters(self, days: Sequence[str]) -> list[tuple[str, dict[str, int]]]:
+        """The counters of each day, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for day in days:
+            pipe.hgetall(self.keys.counters(day))
+        return [
+            (day, {k.decode(): int(v) for k, v in raw.items()}) for day, raw in zip(days, pipe.execute())
+        ]
+
+    def learned_counts(self) -> dict[str, int]:
+        """Observed funnel counts per product and risk tier (one HGETALL)."""
+        return {k.decode(): int(v) for k, v in self.client.hgetall(self.keys.learned_rates()).items()}
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class CatalogueVersions:
+    """Published catalogues by version, loaded once each (versions are immutable)."""
+
+    def __init__(self, store: CatalogueStore, max_versions: int = 64):
+        self.store = store
+        self.max_versions = max_versions
+        self._cache: dict[int, Catalogue] = {}
+        self._lock = threading.Lock()
+
+    def get(self, version: int) -> Catalogue | None:
+        """The catalogue of ``version``, or None if no such version was ever published."""
+        with self._lock:
+            if version in self._cache:
+                return self._cache[version]
+        try:
+            record = self.store.load_version(version)
+            catalogue = Catalogue.from_dict(record["catalogue"], version=int(record["version"]))
+        except UnknownVersion:
+            return None
+        with self._lock:
+            if len(self._cache) >= self.max_versions:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[version] = catalogue
+        return catalogue
+
