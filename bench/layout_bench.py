@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -30,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.catalogue import DEVICES, REGIONS, TIERS  # noqa: E402
 from bench.catalogue import build as build_catalogue  # noqa: E402
 
 SECRET = "bench-secret-0123456789abcdef0123456789"
@@ -70,8 +72,30 @@ LATENCY_LINE = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$")
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def run_wrk(wrk: str, url: str, headers: dict[str, str], duration: int, connections: int) -> dict:
+def rotation_script(path: Path, requests: list[tuple[str, dict[str, str]]]) -> Path:
+    """A wrk script that sends ``requests`` (path, extra headers) in turn, so no two in a row are alike."""
+    lines = ["local requests = {"]
+    for target, headers in requests:
+        pairs = ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items())
+        lines.append(f'  {{ "{target}", {{ {pairs} }} }},')
+    lines += [
+        "}",
+        "local i = 0",
+        "request = function()",
+        "  i = i % #requests + 1",
+        "  local r = requests[i]",
+        "  for k, v in pairs(r[2]) do wrk.headers[k] = v end",
+        '  return wrk.format("GET", r[1])',
+        "end",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_wrk(wrk: str, url: str, headers: dict[str, str], duration: int, connections: int, script: Path | None = None) -> dict:
     command = [wrk, "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
+    if script is not None:
+        command += ["-s", str(script)]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     out = subprocess.run(command + [url], check=True, capture_output=True, text=True).stdout
@@ -92,6 +116,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--users", type=int, default=500, help="distinct logged-in users the requests rotate through")
     args = parser.parse_args()
     wrk = ensure_wrk()
 
@@ -123,19 +148,31 @@ def main() -> int:
     catalogue = build_catalogue()
     comps.admin.load(catalogue, actor="bench", publish=True)
     app_key = comps.api_keys.create("app", name="bench")
-    comps.users.put_profile(
-        "bench-user",
-        {
-            "user_id": "bench-user",
-            "risk_tier": "B",
-            "in_house_decision": {"status": "approved", "decided_at": None},
-            "consents": {"personalized": True, "share_with_partners": [p["partner_id"] for p in catalogue["partners"]]},
-            "age": 33,
-            "region": "guangdong",
-            "phone_sha256": None,
-        },
-    )
-    user_token = comps.user_tokens.mint("bench-user", 3600)
+    # A population of users with different tiers, regions, ages and consents, asking from
+    # different devices and app versions, each request a different user from the last.
+    rng = random.Random(11)
+    partner_ids = [p["partner_id"] for p in catalogue["partners"]]
+    logged_in_requests = []
+    for n in range(args.users):
+        user_id = f"bench-user-{n}"
+        consents = rng.choice([partner_ids, partner_ids, partner_ids[: len(partner_ids) // 2], []])
+        comps.users.put_profile(
+            user_id,
+            {
+                "user_id": user_id,
+                "risk_tier": rng.choice(TIERS),
+                "in_house_decision": {"status": rng.choice(["none", "approved", "approved", "declined"]), "decided_at": None},
+                "consents": {"personalized": rng.random() > 0.1, "share_with_partners": consents},
+                "age": rng.randint(20, 60),
+                "region": rng.choice(REGIONS),
+                "phone_sha256": None,
+            },
+        )
+        query = f"/v1/layout?page=home&device_model={rng.choice(DEVICES)}&app_version=5.{rng.randint(0, 9)}.0"
+        logged_in_requests.append((query, {"X-User-Token": comps.user_tokens.mint(user_id, 3600)}))
+    visitor_requests = [
+        (f"/v1/layout?page=home&device_model={device}&app_version=5.{v}.0", {}) for device in DEVICES for v in range(10)
+    ]
 
     service_port, baseline_port = free_port(), free_port()
     processes = []
@@ -158,20 +195,18 @@ def main() -> int:
         wait_ready(f"http://127.0.0.1:{baseline_port}/baseline")
 
         auth = {"Authorization": f"Bearer {app_key}"}
+        service = f"http://127.0.0.1:{service_port}"
         targets = {
-            "baseline": (f"http://127.0.0.1:{baseline_port}/baseline", {}),
-            "layout_logged_in": (
-                f"http://127.0.0.1:{service_port}/v1/layout?page=home&device_model=phone-a&app_version=5.6.0",
-                {**auth, "X-User-Token": user_token},
-            ),
-            "layout_visitor": (f"http://127.0.0.1:{service_port}/v1/layout?page=home", auth),
+            "baseline": (f"http://127.0.0.1:{baseline_port}/baseline", {}, None),
+            "layout_logged_in": (service, auth, rotation_script(tmp / "logged_in.lua", logged_in_requests)),
+            "layout_visitor": (service, auth, rotation_script(tmp / "visitor.lua", visitor_requests)),
         }
-        for name, (url, headers) in targets.items():  # warm up
-            run_wrk(wrk, url, headers, 2, args.connections)
+        for name, (url, headers, script) in targets.items():  # warm up
+            run_wrk(wrk, url, headers, 2, args.connections, script)
         results: dict[str, list[dict]] = {name: [] for name in targets}
         for _ in range(args.rounds):
-            for name, (url, headers) in targets.items():
-                results[name].append(run_wrk(wrk, url, headers, args.duration, args.connections))
+            for name, (url, headers, script) in targets.items():
+                results[name].append(run_wrk(wrk, url, headers, args.duration, args.connections, script))
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
@@ -197,7 +232,7 @@ def main() -> int:
         }
     base = summary["baseline"]["rps"]
     print(f"catalogue: {len(catalogue['products'])} products, {len(catalogue['pages'][0]['slots'])} slots, "
-          f"{len(catalogue['rules'])} rules; {args.connections} connections; gunicorn {args.workers} workers x "
+          f"{len(catalogue['rules'])} rules; {args.users} users; {args.connections} connections; gunicorn {args.workers} workers x "
           f"{args.threads} threads; {args.rounds} rounds of {args.duration}s")
     print(f"{'endpoint':<18}{'req/s':>10}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
     for name, row in summary.items():

@@ -19,9 +19,14 @@ DEMO_USER = "demo-prime-user"
 
 
 def _create_app():
+    """The app a command runs in; closed (and an embedded Redis it started stopped) at exit."""
+    import atexit
+
     from .app import create_app
 
-    return create_app(start_background=False)
+    app = create_app(start_background=False)
+    atexit.register(app.extensions["wallet_market"].close)
+    return app
 
 
 @click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False, add_version_option=False)
@@ -154,7 +159,7 @@ def keys_create(role: str, name: str) -> None:
     click.echo(components().api_keys.create(role, name=name))
 
 
-@main.command("token")
+@main.command("token", with_appcontext=False)
 @click.argument("user_id")
 @click.option("--ttl", type=click.IntRange(1, 30 * 86400), default=None, help="Lifetime in seconds.")
 def token(user_id: str, ttl: int | None) -> None:
@@ -172,7 +177,7 @@ def _settings():
         raise click.ClickException(str(exc)) from None
 
 
-@main.command("serve")
+@main.command("serve", with_appcontext=False)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, type=int, show_default=True)
 @click.option("--workers", default=2, type=click.IntRange(1, 64), show_default=True)
@@ -185,7 +190,7 @@ def serve(host: str, port: int, workers: int, threads: int, no_worker: bool) -> 
     run(_settings(), host=host, port=port, workers=workers, threads=threads, with_worker=not no_worker)
 
 
-@main.command("demo")
+@main.command("demo", with_appcontext=False)
 def demo() -> None:
     """Load the demo catalogue and print the home page for a visitor and a logged-in user."""
     from .demo import run_demo

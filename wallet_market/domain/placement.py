@@ -663,7 +663,7 @@ def place(
             ),
             key=lambda e: (-scores[e.product_id], e.product_id),
         )
-        assignment = _optimal_assignment(
+        assignment = _ASSIGNMENTS.solve(
             [s.position_weight_bps for s in order],
             [s.accepts for s in order],
             [(scores[e.product_id], e.kind, e.partner_id) for e in cands],
@@ -748,6 +748,38 @@ def place(
         explanations=explanations,
         total_expected_micro_fen=total,
     )
+
+
+class _AssignmentMemo:
+    """Assignments already solved, by their exact inputs (a small LRU shared by the process).
+
+    The assignment is a pure function of slot weights and kinds, candidate
+    scores, kinds and partners, and the caps left. Those inputs repeat across
+    requests — users of one risk tier with the same consents see the same
+    candidates — so a solved instance is reused instead of solved again.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._solved: OrderedDict[tuple, tuple[int, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def solve(self, weights, accepts, cands, cap_left) -> list[int]:
+        key = (tuple(weights), tuple(accepts), tuple(cands), tuple(sorted(cap_left.items())))
+        with self._lock:
+            hit = self._solved.get(key)
+            if hit is not None:
+                self._solved.move_to_end(key)
+                return list(hit)
+        solved = tuple(_optimal_assignment(weights, accepts, cands, cap_left))
+        with self._lock:
+            self._solved[key] = solved
+            if len(self._solved) > self.size:
+                self._solved.popitem(last=False)
+        return list(solved)
+
+
+_ASSIGNMENTS = _AssignmentMemo()
 
 
 def _optimal_assignment(

