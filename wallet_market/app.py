@@ -248,7 +248,5 @@ def _install_request_metrics(app: Flask) -> None:
         started = g.get("started_at")
         if started is not None:
             endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-            metrics.REQUEST_LATENCY.labels(endpoint, request.method, str(response.status_code)).observe(
-                time.perf_counter() - started
-            )
+            metrics.observe_request(endpoint, request.method, str(response.status_code), time.perf_counter() - started)
         return response

@@ -140,16 +140,26 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-_decision_children: dict[tuple[str, str, str], object] = {}
+_children: dict[tuple, object] = {}
+
+
+def _child(metric: str, labels: tuple[str, ...]):
+    """The labelled child of ``metric``, looked up once per process (the hot path skips ``labels()``)."""
+    key = (metric, *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children.setdefault(key, __getattr__(metric).labels(*labels))
+    return child
 
 
 def count_decision(page: str, slot: str, product: str) -> None:
-    """Count one product placed in one slot (the labelled child is looked up once per process)."""
-    key = (page, slot, product)
-    child = _decision_children.get(key)
-    if child is None:
-        child = _decision_children.setdefault(key, __getattr__("DECISIONS").labels(page, slot, product))
-    child.inc()
+    """Count one product placed in one slot."""
+    _child("DECISIONS", (page, slot, product)).inc()
+
+
+def observe_request(endpoint: str, method: str, status: str, seconds: float) -> None:
+    """Record one HTTP request's latency."""
+    _child("REQUEST_LATENCY", (endpoint, method, status)).observe(seconds)
 
 
 def exposition() -> tuple[bytes, str]:

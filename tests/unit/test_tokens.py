@@ -47,3 +47,12 @@ def test_impression_token_round_trip():
     tokens = ImpressionTokens(SECRET, ttl_seconds=3600)
     impression = Impression("d1", "home", "top_banner", 0, "xingyun_loan", 7, "u1", "A", 8500, 1_795_000_000)
     assert tokens.verify(tokens.sign(impression), now=1_795_000_100) == impression
+
+
+def test_a_decision_signs_one_token_per_slot_naming_it():
+    tokens = ImpressionTokens(SECRET, ttl_seconds=3600)
+    slots = [("top_banner", 0, "xingyun_loan", 10000), ("list_1", 1, "inhouse_loan", 500)]
+    signed = tokens.sign_decision("d1", "home", 7, None, None, 1_795_000_000, slots)
+    for token, (slot_id, position, product_id, propensity) in zip(signed, slots):
+        impression = Impression("d1", "home", slot_id, position, product_id, 7, None, None, propensity, 1_795_000_000)
+        assert tokens.verify(token, now=1_795_000_001) == impression

@@ -31,7 +31,7 @@ from ..store.snapshot import SnapshotHolder
 from ..store.users import UserStore
 from .access import Access, Principal
 from .errors import NotFound, Unavailable
-from .tokens import Impression, ImpressionTokens
+from .tokens import ImpressionTokens
 
 APP_ROLES = ("app",)
 
@@ -192,25 +192,20 @@ class LayoutService:
         """The DESIGN §7 layout body, each slot with its signed impression token."""
         decision_id = os.urandom(9).hex()
         risk_tier = profile.risk_tier if profile is not None else None
+        tokens = self.impression_tokens.sign_decision(
+            decision_id,
+            decision.page_id,
+            decision.ruleset_version,
+            user_id,
+            risk_tier,
+            issued_at,
+            [(s.slot_id, s.position, s.product_id, s.propensity_bps) for s in decision.slots],
+        )
         slots = []
-        for slot in decision.slots:
+        for slot, token in zip(decision.slots, tokens):
             card = serving.cards[slot.product_id]
             if self.action_url is not None:
                 card = {**card, "action_url": self.action_url(slot.product_id, user_id, serving)}
-            token = self.impression_tokens.sign(
-                Impression(
-                    decision_id=decision_id,
-                    page_id=decision.page_id,
-                    slot_id=slot.slot_id,
-                    position=slot.position,
-                    product_id=slot.product_id,
-                    ruleset_version=decision.ruleset_version,
-                    user_id=user_id,
-                    risk_tier=risk_tier,
-                    propensity_bps=slot.propensity_bps,
-                    issued_at=issued_at,
-                )
-            )
             slots.append({"slot": slot.slot_id, "position": slot.position, "product": card, "impression_token": token})
         return {
             "page": decision.page_id,

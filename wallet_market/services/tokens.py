@@ -52,6 +52,13 @@ class TokenSigner:
         mac.update(value)
         return (value + self._sep + _b64(mac.digest())).decode()
 
+    def sign_json(self, payload_json: bytes) -> str:
+        """Sign an already serialised JSON object (it must carry its own ``exp``)."""
+        value = _b64(payload_json)
+        mac = self._mac.copy()
+        mac.update(value)
+        return (value + self._sep + _b64(mac.digest())).decode()
+
     def verify(self, token: str, now: float | None = None) -> dict[str, Any]:
         """The payload of a genuine, unexpired token; :class:`InvalidToken` otherwise."""
         if not token or len(token) > 4096:
@@ -118,20 +125,6 @@ class Impression:
     propensity_bps: int
     issued_at: int
 
-    def to_payload(self) -> dict[str, Any]:
-        return {
-            "d": self.decision_id,
-            "pg": self.page_id,
-            "s": self.slot_id,
-            "i": self.position,
-            "p": self.product_id,
-            "v": self.ruleset_version,
-            "u": self.user_id,
-            "t": self.risk_tier,
-            "pr": self.propensity_bps,
-            "at": self.issued_at,
-        }
-
     @classmethod
     def from_payload(cls, body: dict[str, Any]) -> "Impression":
         try:
@@ -157,7 +150,38 @@ class ImpressionTokens:
         self.ttl_seconds = ttl_seconds
 
     def sign(self, impression: Impression) -> str:
-        return self._signer.sign(impression.to_payload(), self.ttl_seconds, now=impression.issued_at)
+        i = impression
+        return self.sign_decision(
+            i.decision_id, i.page_id, i.ruleset_version, i.user_id, i.risk_tier, i.issued_at,
+            [(i.slot_id, i.position, i.product_id, i.propensity_bps)],
+        )[0]
+
+    def sign_decision(
+        self,
+        decision_id: str,
+        page_id: str,
+        ruleset_version: int,
+        user_id: str | None,
+        risk_tier: str | None,
+        issued_at: int,
+        slots: list[tuple[str, int, str, int]],
+    ) -> list[str]:
+        """One token per ``(slot_id, position, product_id, propensity_bps)`` of one decision.
+
+        The same tokens :meth:`sign` makes, with the decision's common fields
+        serialised once rather than once per slot.
+        """
+        common = orjson.dumps(
+            {"d": decision_id, "pg": page_id, "v": ruleset_version, "u": user_id, "t": risk_tier, "at": issued_at,
+             "exp": issued_at + self.ttl_seconds}
+        )[:-1]
+        dumps = orjson.dumps
+        return [
+            self._signer.sign_json(
+                b"%s,\"s\":%s,\"i\":%d,\"p\":%s,\"pr\":%d}" % (common, dumps(slot_id), position, dumps(product_id), propensity)
+            )
+            for slot_id, position, product_id, propensity in slots
+        ]
 
     def verify(self, token: str, now: float | None = None) -> Impression:
         return Impression.from_payload(self._signer.verify(token, now=now))
