@@ -11,22 +11,27 @@ import os
 import redis
 from flask import Flask, jsonify
 
+from wallet_market.store.keys import Keys
+
 
 def create_baseline_app() -> Flask:
     app = Flask(__name__)
     client = redis.Redis.from_url(os.environ["WALLET_MARKET_REDIS_URL"])
-    prefix = os.environ.get("WALLET_MARKET_KEY_PREFIX", "wm")
+    keys = Keys(os.environ.get("WALLET_MARKET_KEY_PREFIX", "wm"))
+    api_keys, rate = keys.api_keys(), keys.rate_limit("bench", 0)
+    profile, impressions = keys.profile("bench-user-0"), keys.impressions_today("bench-user-0", "0")
+    suppressed, at_cap = keys.suppressed_partners("bench-user-0"), keys.leads_at_cap("0")
 
     @app.get("/baseline")
     def baseline():
         pipe = client.pipeline(transaction=False)
-        pipe.hget(f"{prefix}:{{auth}}:api_keys", "x")
-        pipe.incr(f"{prefix}:{{rl:bench}}:0")
-        pipe.expire(f"{prefix}:{{rl:bench}}:0", 120)
-        pipe.get(f"{prefix}:{{u:bench-user}}:profile")
-        pipe.hgetall(f"{prefix}:{{u:bench-user}}:impressions:0")
-        pipe.hgetall(f"{prefix}:{{u:bench-user}}:suppressed")
-        pipe.smembers(f"{prefix}:{{partners}}:at_cap:0")
+        pipe.hget(api_keys, "x")
+        pipe.incr(rate)
+        pipe.expire(rate, 120)
+        pipe.get(profile)
+        pipe.hgetall(impressions)
+        pipe.hgetall(suppressed)
+        pipe.smembers(at_cap)
         results = pipe.execute()
         return jsonify({"ok": True, "profile_bytes": len(results[3] or b"")})
 

@@ -184,17 +184,10 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, redis_client: redi
 
 
 def _extensions() -> list[Callable[[Flask, Api, Components], None]]:
-    """Optional parts that register their own blueprints and services."""
-    found = []
-    for module_name in ("wallet_market.api.funnel", "wallet_market.api.finance", "wallet_market.api.partner_gateway"):
-        try:
-            module = __import__(module_name, fromlist=["install"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        found.append(module.install)
-    return found
+    """The parts that register their own blueprints, services and layout hooks."""
+    from .api import finance, funnel, partner_gateway
+
+    return [funnel.install, finance.install, partner_gateway.install]
 
 
 def components_of(app: Flask) -> Components:

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -198,18 +196,14 @@ def demo() -> None:
     run_demo(_settings())
 
 
-def _install_optional_commands() -> None:
-    for module_name in ("wallet_market.cli_funnel", "wallet_market.cli_finance", "wallet_market.cli_partners"):
-        try:
-            module = __import__(module_name, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
+def _register_commands() -> None:
+    from . import cli_finance, cli_funnel, cli_partners
+
+    for module in (cli_funnel, cli_finance, cli_partners):
         module.register(main)
 
 
-_install_optional_commands()
+_register_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from .services.finance_demo import show_base_comparison
 from .settings import Settings
 
 DEMO_USER = "demo-prime-user"
@@ -95,18 +96,5 @@ def run_demo(settings: Settings, console: Console | None = None) -> None:
         f"logged-in: [bold]{logged_in['slots'][0]['product']['product_id']}[/bold] "
         "(chosen by expected revenue per impression, group view, not by a pin)."
     )
-    for hook in _after_demo_hooks():
-        hook(settings, console, app)
+    show_base_comparison(settings, console, app)
     app.extensions["wallet_market"].close()
-
-
-def _after_demo_hooks():
-    hooks = []
-    try:
-        from .services.finance_demo import show_base_comparison
-    except ModuleNotFoundError as exc:
-        if exc.name != "wallet_market.services.finance_demo":
-            raise
-    else:
-        hooks.append(show_base_comparison)
-    return hooks

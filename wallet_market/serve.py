@@ -104,7 +104,7 @@ def run(settings: Settings, *, host: str, port: int, workers: int, threads: int,
         comps.redis.close()
 
     worker = None
-    if with_worker and _has_worker_command():
+    if with_worker:
         worker = subprocess.Popen([sys.executable, "-m", "wallet_market", "worker"], env=os.environ.copy())
         click.echo(f"Ledger worker started (pid {worker.pid}).")
 
@@ -124,9 +124,3 @@ def run(settings: Settings, *, host: str, port: int, workers: int, threads: int,
         _stop_worker()
         if embedded is not None:
             embedded.close()
-
-
-def _has_worker_command() -> bool:
-    from .cli import main
-
-    return "worker" in main.commands

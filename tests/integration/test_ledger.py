@@ -6,7 +6,6 @@ from pathlib import Path
 import orjson
 import pytest
 
-from wallet_market.domain.catalogue import Catalogue
 from wallet_market.domain.funnel import LedgerEvent, app_event_key, revenue_rows
 from wallet_market.services.ledger_worker import LedgerWorker
 from wallet_market.store.caps import UserFacts

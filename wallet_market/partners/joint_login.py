@@ -25,7 +25,6 @@ import base64
 import hashlib
 import hmac
 import os
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit

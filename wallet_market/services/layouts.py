@@ -9,7 +9,6 @@ from the snapshot, marked degraded, treating the user with the safest defaults
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Sequence

@@ -8,7 +8,8 @@ operation runs unchanged on Redis Cluster:
   partner secrets — publishing is one transaction over them.
 - ``{u:<user_id>}``: everything about one user — profile, frequency caps,
   suppression, pre-screen answers — read by a layout in one pipeline.
-- ``{p:<partner_id>}``: a partner's daily lead counter and circuit breaker.
+- ``{p:<partner_id>}``: a partner's circuit breaker.
+- ``{partners}``: daily lead counters and the set of partners at their cap, updated together.
 - ``{ledger}``: the event stream, idempotency marks and revenue counters that
   the worker updates together.
 """
@@ -91,14 +92,10 @@ class Keys:
         return f"{self.prefix}:{{u:{user_id}}}:data_shares"
 
     def joint_login_token(self, token_id: str) -> str:
-        """One-time joint-login token state (deleted on exchange)."""
+        """Mark of a joint-login token already exchanged (expires with the token)."""
         return f"{self.prefix}:{{jl:{token_id}}}:token"
 
     # -- partners --------------------------------------------------------
-    def partner_leads(self, partner_id: str, day: str) -> str:
-        """Leads sent to a partner on ``day`` (YYYYMMDD), for the daily lead cap."""
-        return f"{self.prefix}:{{p:{partner_id}}}:leads:{day}"
-
     def partner_breaker(self, partner_id: str) -> str:
         """Circuit breaker state of a partner, shared by every worker."""
         return f"{self.prefix}:{{p:{partner_id}}}:breaker"
@@ -116,10 +113,6 @@ class Keys:
         """Idempotency mark of one accepted event."""
         return f"{self.prefix}:{{ledger}}:seen:{event_key}"
 
-    def event_applied(self) -> str:
-        """Set of stream entry ids the worker already turned into counters."""
-        return f"{self.prefix}:{{ledger}}:applied"
-
     def postback_record(self, partner_id: str, event_id: str) -> str:
         """A partner postback as applied (for reversals and reconciliation)."""
         return f"{self.prefix}:{{ledger}}:postback:{partner_id}:{event_id}"
@@ -135,11 +128,6 @@ class Keys:
     def decisions(self) -> str:
         """Stream of decisions with propensities, for offline policy evaluation."""
         return f"{self.prefix}:{{ledger}}:decisions"
-
-    # -- operations ------------------------------------------------------
-    def bench_probe(self, n: int) -> str:
-        """Keys read by the benchmark's baseline endpoint."""
-        return f"{self.prefix}:{{bench}}:probe:{int(n)}"
 
     # -- funnel tracking -------------------------------------------------
     def user_events_applied(self, user_id: str, day: str) -> str:
