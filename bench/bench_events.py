@@ -18,12 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -32,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.catalogue import build as build_catalogue  # noqa: E402
-from bench.layout_bench import SECRET, ensure_wrk, free_port, wait_ready  # noqa: E402
+from bench.harness import BenchStore, ensure_wrk, free_port, run_wrk  # noqa: E402
 
 BATCH = 100
 
@@ -150,91 +145,48 @@ def main() -> int:
     args = parser.parse_args()
     wrk = ensure_wrk()
 
-    from wallet_market.app import create_app
     from wallet_market.services.ledger_worker import LedgerWorker
-    from wallet_market.store.connection import EmbeddedRedis
     from wallet_market.store.keys import Keys
 
-    tmp = Path(tempfile.mkdtemp(prefix="wallet-market-bench-events-"))
-    embedded = None
-    redis_url = os.environ.get("WALLET_MARKET_REDIS_URL")
-    if not redis_url:
-        embedded = EmbeddedRedis(tmp / "bench.db")
-        redis_url = embedded.url
-    prefix = f"wmbench-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "WALLET_MARKET_ENV": "development",
-        "WALLET_MARKET_REDIS_URL": redis_url,
-        "WALLET_MARKET_KEY_PREFIX": prefix,
-        "WALLET_MARKET_SECRET_KEY": SECRET,
-        "WALLET_MARKET_LOG_LEVEL": "WARNING",
-        "WALLET_MARKET_RATE_LIMIT_PER_MINUTE": "100000000",
-        "WALLET_MARKET_CONFIG_DIR": str(ROOT / "config"),
-    }
-    app = create_app(
-        {"redis_url": redis_url, "key_prefix": prefix, "secret_key": SECRET, "log_level": "WARNING"},
-        start_background=False,
-    )
-    comps = app.extensions["wallet_market"]
-    comps.admin.load(build_catalogue(), actor="bench", publish=True)
-    comps.snapshots.refresh()
-    app_key = comps.api_keys.create("app", name="bench")
-    keys = Keys(prefix)
-    baseline_stream = Keys(f"{prefix}-xadd").event_stream()
+    with BenchStore("bench-events") as bench:
+        comps = bench.comps
+        comps.admin.load(build_catalogue(), actor="bench", publish=True)
+        comps.snapshots.refresh()
+        app_key = comps.api_keys.create("app", name="bench")
+        keys = Keys(bench.prefix)
+        bench.prefixes.append(f"{bench.prefix}-xadd")
+        baseline_stream = Keys(f"{bench.prefix}-xadd").event_stream()
 
-    started = time.perf_counter()
-    events, entries = make_events(comps, args.bodies * BATCH)
-    bodies_file = tmp / "bodies.jsonl"
-    with bodies_file.open("w") as fh:
-        for i in range(0, len(events), BATCH):
-            fh.write(json.dumps({"events": events[i:i + BATCH]}, separators=(",", ":")) + "\n")
-    script = tmp / "post_events.lua"
-    script.write_text(WRK_SCRIPT)
-    print(f"prepared {len(events)} events in {len(events) // BATCH} batches in {time.perf_counter() - started:.1f}s")
+        started = time.perf_counter()
+        events, entries = make_events(comps, args.bodies * BATCH)
+        bodies_file = bench.tmp / "bodies.jsonl"
+        with bodies_file.open("w") as fh:
+            for i in range(0, len(events), BATCH):
+                fh.write(json.dumps({"events": events[i:i + BATCH]}, separators=(",", ":")) + "\n")
+        script = bench.tmp / "post_events.lua"
+        script.write_text(WRK_SCRIPT)
+        print(f"prepared {len(events)} events in {len(events) // BATCH} batches in {time.perf_counter() - started:.1f}s")
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "wallet_market", "serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(args.workers), "--threads", str(args.threads)],
-        env=env, cwd=tmp, stdout=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/v1/events"
-    wrk_args = [str(bodies_file), "1", app_key]
-    results: dict[str, list[dict]] = {"http_events": [], "xadd_pipeline": []}
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/readyz")
+        port = free_port()
+        bench.serve(port, args.workers, args.threads)
+        url = f"http://127.0.0.1:{port}/v1/events"
+        results: dict[str, list[dict]] = {"http_events": [], "xadd_pipeline": []}
         for _ in range(args.rounds):
             forget_events(comps.redis, keys)  # every round posts events the ledger has not seen
-            run = run_wrk_script(wrk, url, script, wrk_args, args.duration, args.connections)
+            run = run_wrk(wrk, url, script=script, script_args=(str(bodies_file), "1", app_key), threads=1,
+                          duration=args.duration, connections=args.connections)
             appended = comps.redis.xlen(keys.event_stream())
             run["events_per_s"] = round(run["rps"] * BATCH, 1)
             run["appended_per_s"] = round(appended / args.duration, 1)
             results["http_events"].append(run)
-            rate = run_xadd(redis_url, baseline_stream, entries, args.duration, args.workers)
+            rate = run_xadd(bench.redis_url, baseline_stream, entries, args.duration, args.workers)
             results["xadd_pipeline"].append({"events_per_s": round(rate, 1)})
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
-    backlog = comps.redis.xlen(keys.event_stream())
-    worker = LedgerWorker(comps.redis, keys, consumer="bench", batch_size=500, claim_idle_ms=1000)
-    started = time.perf_counter()
-    applied = worker.run_until_idle(timeout_seconds=600)
-    worker_rate = applied / (time.perf_counter() - started)
-
-    try:
-        for pattern in (f"{prefix}:*", f"{prefix}-xadd:*"):
-            for key in comps.redis.scan_iter(match=pattern, count=1000):
-                comps.redis.delete(key)
-    finally:
-        comps.close()
-        if embedded is not None:
-            embedded.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        backlog = comps.redis.xlen(keys.event_stream())
+        worker = LedgerWorker(comps.redis, keys, consumer="bench", batch_size=500, claim_idle_ms=1000)
+        started = time.perf_counter()
+        applied = worker.run_until_idle(timeout_seconds=600)
+        worker_rate = applied / (time.perf_counter() - started)
 
     http = sum(r["events_per_s"] for r in results["http_events"]) / args.rounds
     appended = sum(r["appended_per_s"] for r in results["http_events"]) / args.rounds
@@ -258,25 +210,6 @@ def main() -> int:
         json.dumps({"args": vars(args), "summary": summary, "runs": results}, indent=2)
     )
     return 0
-
-
-def run_wrk_script(wrk: str, url: str, script: Path, script_args: list[str], duration: int, connections: int) -> dict:
-    """wrk with a Lua script (POST bodies), parsed like the layout benchmark's runs."""
-    import re
-
-    from bench.layout_bench import LATENCY_LINE, UNITS
-
-    command = [wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s", "-s", str(script),
-               url, "--", *script_args]
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    latency = {}
-    for line in out.splitlines():
-        match = LATENCY_LINE.match(line)
-        if match:
-            latency[f"p{match.group(1)}_ms"] = round(float(match.group(2)) * UNITS[match.group(3)], 3)
-    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return {"rps": rps, **latency, "non_2xx": int(errors.group(1)) if errors else 0}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,156 @@
+"""What both load benchmarks share: a store and app to set up, the service to start, wrk to run."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-secret-0123456789abcdef0123456789"
+LATENCY_LINE = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$")
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_wrk() -> str:
+    """The wrk binary (Debian package ``wrk``), installed with apt-get when missing."""
+    found = shutil.which("wrk")
+    if not found:
+        subprocess.run(["apt-get", "install", "-y", "wrk"], check=False, capture_output=True)
+        found = shutil.which("wrk")
+    if not found:
+        subprocess.run(["apt-get", "update"], check=False, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, capture_output=True)
+        found = shutil.which("wrk")
+    return found
+
+
+def wait_ready(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+def run_wrk(
+    wrk: str,
+    url: str,
+    *,
+    duration: int,
+    connections: int,
+    headers: dict[str, str] | None = None,
+    script: Path | None = None,
+    script_args: tuple[str, ...] = (),
+    threads: int = 2,
+) -> dict:
+    """One wrk run: requests per second, latency percentiles (ms) and non-2xx answers."""
+    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
+    if script is not None:
+        command += ["-s", str(script)]
+    for name, value in (headers or {}).items():
+        command += ["-H", f"{name}: {value}"]
+    command.append(url)
+    if script_args:
+        command += ["--", *script_args]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    latency = {}
+    for line in out.splitlines():
+        match = LATENCY_LINE.match(line)
+        if match:
+            latency[f"p{match.group(1)}_ms"] = round(float(match.group(2)) * UNITS[match.group(3)], 3)
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {"rps": rps, **latency, "non_2xx": int(errors.group(1)) if errors else 0}
+
+
+class BenchStore:
+    """A Redis (``WALLET_MARKET_REDIS_URL`` or an embedded one), a key prefix of the run's own,
+    the environment the service is started with, and an app on the same store for set-up.
+
+    Everything it made — keys under its prefixes, the embedded server, the scratch
+    directory — is removed on exit.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.prefixes: list[str] = []
+
+    def __enter__(self) -> "BenchStore":
+        from wallet_market.app import create_app
+        from wallet_market.store.connection import EmbeddedRedis
+
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"wallet-market-{self.name}-"))
+        self.embedded = None
+        self.redis_url = os.environ.get("WALLET_MARKET_REDIS_URL")
+        if not self.redis_url:
+            self.embedded = EmbeddedRedis(self.tmp / "bench.db")
+            self.redis_url = self.embedded.url
+        self.prefix = f"wmbench-{uuid.uuid4().hex[:8]}"
+        self.prefixes.append(self.prefix)
+        self.env = {
+            **os.environ,
+            "WALLET_MARKET_ENV": "development",
+            "WALLET_MARKET_REDIS_URL": self.redis_url,
+            "WALLET_MARKET_KEY_PREFIX": self.prefix,
+            "WALLET_MARKET_SECRET_KEY": SECRET,
+            "WALLET_MARKET_LOG_LEVEL": "WARNING",
+            "WALLET_MARKET_RATE_LIMIT_PER_MINUTE": "100000000",
+            "WALLET_MARKET_CONFIG_DIR": str(ROOT / "config"),
+        }
+        self.app = create_app(
+            {"redis_url": self.redis_url, "key_prefix": self.prefix, "secret_key": SECRET, "log_level": "WARNING"},
+            start_background=False,
+        )
+        self.comps = self.app.extensions["wallet_market"]
+        self.processes: list[subprocess.Popen] = []
+        return self
+
+    def serve(self, port: int, workers: int, threads: int) -> None:
+        """Start ``wallet-market serve`` (no ledger worker) on ``port`` and wait until it is ready."""
+        self.start(
+            [sys.executable, "-m", "wallet_market", "serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", str(workers), "--threads", str(threads)]
+        )
+        wait_ready(f"http://127.0.0.1:{port}/readyz")
+
+    def start(self, command: list[str]) -> subprocess.Popen:
+        process = subprocess.Popen(command, env=self.env, cwd=self.tmp, stdout=subprocess.DEVNULL)
+        self.processes.append(process)
+        return process
+
+    def __exit__(self, *exc) -> None:
+        for process in self.processes:
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        try:
+            for prefix in self.prefixes:
+                for key in self.comps.redis.scan_iter(match=f"{prefix}:*", count=1000):
+                    self.comps.redis.delete(key)
+        finally:
+            self.comps.close()
+            if self.embedded is not None:
+                self.embedded.close()
+            shutil.rmtree(self.tmp, ignore_errors=True)
