@@ -22,7 +22,7 @@ def test_create_read_update_delete_through_the_draft(client, auth):
     assert client.get("/admin/v1/products/lender_b_loan", headers=auth("pm")).status_code == 404
 
 
-def test_bad_input_is_a_4xx_naming_the_field(client, auth):
+def test_guard_10_bad_input_is_a_4xx_naming_the_field(client, auth):
     response = client.post("/admin/v1/partners", json={**partner(), "licence_type": "pawnshop"}, headers=auth("pm"))
     assert response.status_code == 422
     assert "licence_type" in response.get_json()["errors"]["json"]

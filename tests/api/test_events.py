@@ -92,7 +92,7 @@ def test_events_are_counted_once_and_forged_or_expired_tokens_are_rejected(clien
         ({"batch": []}, "batch"),
     ],
 )
-def test_bad_batches_get_a_4xx_naming_the_field(client, auth, market, body, field):
+def test_guard_10_bad_batches_get_a_4xx_naming_the_field(client, auth, market, body, field):
     response = client.post("/v1/events", json=body, headers=auth("app"))
     assert response.status_code == 422
     assert field in response.json["errors"], response.json

@@ -125,7 +125,7 @@ def test_personalisation_off_gives_the_editorial_layout_whatever_the_risk_tier(d
     assert layouts[0] == layouts[1]
 
 
-def test_profile_refuses_a_clear_phone_number(client, auth):
+def test_guard_6_profile_refuses_a_clear_phone_number(client, auth):
     response = client.put("/v1/users/u1", json={"risk_tier": "A", "phone": "13800138000"}, headers=auth("internal"))
     assert response.status_code == 422 and "phone" in response.get_json()["errors"]["json"]
     response = client.put("/v1/users/u1", json={"phone_sha256": "13800138000"}, headers=auth("internal"))

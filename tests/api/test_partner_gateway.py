@@ -74,7 +74,7 @@ def test_an_existing_customer_is_not_shown_that_partner(xingyun, client, auth, c
 
 
 @pytest.mark.parametrize("mode", ["error", "garbage", "wrong_shape", "silent"])
-def test_a_failed_prescreen_leaves_the_partner_out_never_the_page(xingyun, client, auth, comps, mode):
+def test_guard_8_a_failed_prescreen_leaves_the_partner_out_never_the_page(xingyun, client, auth, comps, mode):
     xingyun.mode = mode
     put_user(client, auth, "u-failed")
     products, elapsed = _layout(client, auth, comps, "u-failed")
@@ -82,7 +82,7 @@ def test_a_failed_prescreen_leaves_the_partner_out_never_the_page(xingyun, clien
     assert elapsed < BUDGET_MS / 1000 + 0.3
 
 
-def test_a_slow_partner_costs_the_layout_at_most_its_budget_and_is_placed_next_time(xingyun, client, auth, comps):
+def test_guard_8_a_slow_partner_costs_the_layout_at_most_its_budget_and_is_placed_next_time(xingyun, client, auth, comps):
     configure_partner(client, auth, comps, "xingyun_cf", timeout_ms=3000)
     xingyun.delay_seconds = 1.2
     put_user(client, auth, "u-slow")
@@ -95,7 +95,7 @@ def test_a_slow_partner_costs_the_layout_at_most_its_budget_and_is_placed_next_t
     assert len(xingyun.prescreens()) == 1
 
 
-def test_without_consent_no_request_leaves_and_nothing_is_recorded(xingyun, client, auth, comps):
+def test_guard_5_without_consent_no_request_leaves_and_nothing_is_recorded(xingyun, client, auth, comps):
     put_user(client, auth, "u-private", share_with=[p for p in DEMO_PARTNERS if p != "xingyun_cf"])
     products, _ = _layout(client, auth, comps, "u-private")
     assert "xingyun_loan" not in products
@@ -114,7 +114,7 @@ def test_without_a_phone_hash_nobody_is_asked(xingyun, client, auth, comps):
     assert xingyun.received == [] and _shares(client, auth, "u-nophone") == []
 
 
-def test_revoking_consent_stops_the_next_request(xingyun, client, auth, comps):
+def test_guard_5_revoking_consent_stops_the_next_request(xingyun, client, auth, comps):
     put_user(client, auth, "u-revokes")
     _layout(client, auth, comps, "u-revokes")
     assert len(xingyun.prescreens()) == 1
@@ -146,7 +146,7 @@ def test_the_breaker_opens_after_failures_and_closes_after_the_partner_recovers(
     assert len(xingyun.prescreens()) == 3
 
 
-def test_data_share_records_match_what_partners_received_one_for_one(xingyun, client, auth, comps):
+def test_guard_5_data_share_records_match_what_partners_received_one_for_one(xingyun, client, auth, comps):
     haoyue = FakePartner("haoyue_mcl", HAOYUE_SECRET)
     try:
         configure_partner(client, auth, comps, "haoyue_mcl", **haoyue.partner_fields(timeout_ms=1000))
@@ -173,7 +173,7 @@ def test_data_share_records_match_what_partners_received_one_for_one(xingyun, cl
         haoyue.close()
 
 
-def test_the_phone_number_never_appears_in_requests_logs_or_keys(xingyun, client, auth, comps, caplog, key_prefix):
+def test_guard_6_the_phone_number_never_appears_in_requests_logs_or_keys(xingyun, client, auth, comps, caplog, key_prefix):
     caplog.set_level(logging.DEBUG)
     put_user(client, auth, "u-phone")
     _layout(client, auth, comps, "u-phone")

@@ -65,7 +65,7 @@ def top_token(client, auth, market):
     return slots["top"]["impression_token"]
 
 
-def test_a_postback_is_recorded_once_per_event_id(client, auth, market, top_token):
+def test_guard_9_a_postback_is_recorded_once_per_event_id(client, auth, market, top_token):
     body = {"event_id": "loan-1", "type": "disbursed", "impression_token": top_token, "amount": 2_000_000}
     first = send(client, "lender_a", body)
     assert first.status_code == 202 and first.json == {"status": "accepted", "event_id": "loan-1"}
@@ -77,7 +77,7 @@ def test_a_postback_is_recorded_once_per_event_id(client, auth, market, top_toke
     assert (row["loans"], row["disbursed_fen"], row["platform_revenue_fen"]) == (1, 2_000_000, 60_000)
 
 
-def test_a_reversal_takes_back_exactly_the_revenue_once(client, auth, market, top_token):
+def test_guard_9_a_reversal_takes_back_exactly_the_revenue_once(client, auth, market, top_token):
     assert send(client, "lender_a", {"event_id": "loan-1", "type": "disbursed", "impression_token": top_token,
                                      "amount": 1_500_000}).status_code == 202
     work(market)
@@ -92,7 +92,7 @@ def test_a_reversal_takes_back_exactly_the_revenue_once(client, auth, market, to
     assert (row["loans"], row["disbursed_fen"], row["platform_revenue_fen"], row["group_contribution_fen"]) == (0, 0, 0, 0)
 
 
-def test_a_postback_replayed_after_the_window_is_refused(client, market, top_token):
+def test_guard_9_a_postback_replayed_after_the_window_is_refused(client, market, top_token):
     body = {"event_id": "app-1", "type": "applied", "impression_token": top_token}
     window = market.settings.postback_replay_window_seconds
     stale = send(client, "lender_a", body, now=time.time() - window - 5)
@@ -101,7 +101,7 @@ def test_a_postback_replayed_after_the_window_is_refused(client, market, top_tok
     assert send(client, "lender_a", body, now=time.time() - window + 30).status_code == 202
 
 
-def test_unknown_partners_and_bad_signatures_are_401(client, market, top_token):
+def test_guard_9_unknown_partners_and_bad_signatures_are_401(client, market, top_token):
     body = orjson.dumps({"event_id": "x-1", "type": "applied", "impression_token": top_token})
     assert send(client, "stranger", body).status_code == 401
     wrong = send(client, "lender_a", body, secret="not-lender-a-secret")
@@ -129,7 +129,7 @@ def test_unknown_partners_and_bad_signatures_are_401(client, market, top_token):
         ({"event_id": "b-1", "type": "applied", "impression_token": "t", "phone": "13800138000"}, "phone", 422),
     ],
 )
-def test_malformed_postbacks_get_a_4xx_naming_the_field(client, market, body, field, status):
+def test_guard_10_malformed_postbacks_get_a_4xx_naming_the_field(client, market, body, field, status):
     response = send(client, "lender_a", body)
     assert response.status_code == status
     assert field in response.json["errors"], response.json

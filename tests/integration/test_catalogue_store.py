@@ -48,7 +48,7 @@ def test_rollback_serves_an_earlier_version_again_and_resets_the_draft(admin, st
     assert "lender_b_loan" in {p["product_id"] for p in admin.list("products")}
 
 
-def test_an_invalid_write_keeps_nothing_and_names_the_field(admin, store):
+def test_guard_10_an_invalid_write_keeps_nothing_and_names_the_field(admin, store):
     admin.load(catalogue(), actor="pm")
     revision_before, draft_before = store.read_draft()
     audit_before = len(store.audit())
