@@ -291,7 +291,7 @@ class _PageEntry:
 
     def matching_rules(self, values: Mapping[str, Any]) -> tuple[_PreparedRule, ...]:
         """Rules whose condition matches ``values``, in evaluation order (windows not yet checked)."""
-        key = tuple(values.get(name) for name in self.condition_fields)
+        key = tuple(map(values.get, self.condition_fields))
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
@@ -656,13 +656,12 @@ def place(
 
     if personalized:
         order = sorted(free_slots, key=lambda s: (-s.position_weight_bps, page.position[s.slot_id]))
-        cands = sorted(
-            (
-                e for e in entries
-                if reason[e.product_id] is None and e.product_id not in pinned_products and scores[e.product_id] >= 0
-            ),
-            key=lambda e: (-scores[e.product_id], e.product_id),
-        )
+        cands = [
+            e for e in entries
+            if reason[e.product_id] is None and e.product_id not in pinned_products and scores[e.product_id] >= 0
+        ]
+        # Best score first; the entries come in product-id order and the sort is stable, so ties stay in it.
+        cands.sort(key=lambda e: scores[e.product_id], reverse=True)
         assignment = _ASSIGNMENTS.solve(
             [s.position_weight_bps for s in order],
             [s.accepts for s in order],

@@ -79,7 +79,7 @@ class UserProfile:
             in_house_decision=status,
             decided_at=decided_at,
             personalized=bool(consents.get("personalized", True)),
-            share_with_partners=frozenset(str(p) for p in share),
+            share_with_partners=frozenset(map(str, share)),
             age=age,
             region=d.get("region") or None,
             phone_sha256=d.get("phone_sha256") or None,

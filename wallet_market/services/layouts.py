@@ -132,8 +132,9 @@ class LayoutService:
 
         pipe = self.client.pipeline(transaction=False)
         pending = self.access.queue(pipe, request.api_key)
+        user_reads = 0
         if user_id is not None:
-            self.users.queue_layout_reads(pipe, user_id, day, serving.prescreen_partners)
+            user_reads = self.users.queue_layout_reads(pipe, user_id, day, serving.prescreen_partners)
             pipe.smembers(self.users.keys.leads_at_cap(day))
         degraded = False
         try:
@@ -147,7 +148,7 @@ class LayoutService:
             profile, state = self._degraded_user(user_id)
         else:
             principal = self.access.finish(pending, results[: pending.results], APP_ROLES)
-            profile, state = self._user(user_id, results[pending.results :], serving, now.timestamp())
+            profile, state = self._user(user_id, results[pending.results :], user_reads, serving, now.timestamp())
 
         for refine in self.before_place:
             state = refine(profile, state, serving)
@@ -204,7 +205,10 @@ class LayoutService:
         for slot, token in zip(decision.slots, tokens):
             card = serving.cards[slot.product_id]
             if self.action_url is not None:
-                card = {**card, "action_url": self.action_url(slot.product_id, user_id, serving)}
+                action_url = self.action_url(slot.product_id, user_id, serving)
+                # The snapshot's card serves every layout: copy it only to give this user a link of their own.
+                if action_url != card["action_url"]:
+                    card = {**card, "action_url": action_url}
             slots.append({"slot": slot.slot_id, "position": slot.position, "product": card, "impression_token": token})
         return {
             "page": decision.page_id,
@@ -215,13 +219,13 @@ class LayoutService:
             "slots": slots,
         }
 
-    def _user(self, user_id: str | None, results: list, serving: Serving, now: float):
+    def _user(self, user_id: str | None, results: list, reads: int, serving: Serving, now: float):
         if user_id is None:
             return None, UserState()
         raw_profile, impressions, suppressed, prescreen = UserStore.parse_layout_reads(
-            results[:4], list(serving.prescreen_partners), now
+            results[:reads], serving.prescreen_partners, now
         )
-        at_cap = frozenset(p.decode() for p in results[4])
+        at_cap = frozenset(p.decode() for p in results[reads])
         if raw_profile is None:
             # A logged-in user the internal systems have not described yet: the safest profile.
             profile = UserProfile(user_id=user_id, personalized=False)

@@ -7,7 +7,7 @@ queueing the reads here on one pipeline.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import orjson
 import redis
@@ -34,16 +34,20 @@ class UserStore:
         pipe.hgetall(self.keys.impressions_today(user_id, day))
         pipe.hgetall(self.keys.suppressed_partners(user_id))
         partner_ids = list(partner_ids)
-        if partner_ids:
-            pipe.mget([self.keys.prescreen(user_id, p) for p in partner_ids])
-        else:
-            pipe.echo(b"")
+        if not partner_ids:
+            return 3
+        pipe.mget([self.keys.prescreen(user_id, p) for p in partner_ids])
         return 4
 
     @staticmethod
-    def parse_layout_reads(results: list, partner_ids: list[str], now: float | None = None):
-        """Turn the queued reads' results into (profile, impressions_today, suppressed, prescreen)."""
-        raw_profile, impressions, suppressed, prescreen = results
+    def parse_layout_reads(results: list, partner_ids: Sequence[str], now: float | None = None):
+        """Turn the queued reads' results into (profile, impressions_today, suppressed, prescreen).
+
+        ``results`` holds as many results as :meth:`queue_layout_reads` said it queued
+        for these ``partner_ids`` (the pre-screen read only when there are partners).
+        """
+        raw_profile, impressions, suppressed = results[:3]
+        prescreen = results[3] if partner_ids else None
         now = time.time() if now is None else now
         profile = orjson.loads(raw_profile) if raw_profile else None
         impressions_today = {k.decode(): int(v) for k, v in (impressions or {}).items()}
