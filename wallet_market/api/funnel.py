@@ -18,7 +18,6 @@ from marshmallow import ValidationError
 from ..services.decision_log import DecisionLog
 from ..services.errors import Invalid, ServiceError
 from ..services.events import EventIngestion, parse_batch
-from ..services.layouts import build_serving
 from ..services.learning import LearnedRates, LearningRefresher
 from ..services.postbacks import PostbackService
 from ..services.revenue import earned_revenue
@@ -177,7 +176,6 @@ def install(app: Flask, api: Api, comps) -> None:
         ledger,
         learned_rates,
         comps.snapshots,
-        rebuild=lambda record: build_serving(record, comps.policy, comps.catalogue_hooks),
         interval_seconds=settings.learning_refresh_seconds,
     )
     services = FunnelServices(

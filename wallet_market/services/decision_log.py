@@ -22,6 +22,7 @@ import redis
 from .. import metrics
 from ..domain.placement import Decision
 from ..store.keys import Keys
+from .background import Periodic
 from .layouts import LayoutResult
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,9 @@ def decision_record(row: list) -> dict[str, Any]:
     return record
 
 
-class DecisionLog:
+class DecisionLog(Periodic):
+    name = "decision-log"
+
     def __init__(
         self,
         client: redis.Redis,
@@ -68,14 +71,12 @@ class DecisionLog:
         batch_size: int = 500,
         interval_seconds: float = 0.1,
     ):
+        super().__init__(interval_seconds)
         self.client = client
         self.keys = keys
         self.batch_size = batch_size
-        self.interval_seconds = interval_seconds
         self._queue: collections.deque = collections.deque()
         self._max_queue = max_queue
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._flush_lock = threading.Lock()
 
     def record(self, result: LayoutResult) -> None:
@@ -126,26 +127,13 @@ class DecisionLog:
             last = "(" + entries[-1][0].decode()
         return out[:count]
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
-            self._thread.start()
+    def tick(self) -> int:
+        return self.flush()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
+        """Stop the writer and write what is still queued."""
+        super().stop()
         try:
             self.flush()
         except redis.RedisError as exc:
             log.warning("decision log: %d decisions not written at shutdown: %s", len(self._queue), exc)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_seconds):
-            try:
-                self.flush()
-            except redis.RedisError as exc:
-                log.warning("decision log not written yet: %s", exc)
-            except Exception:  # keep logging decisions whatever one record did
-                log.exception("decision log flush failed")

@@ -10,16 +10,15 @@ makes no extra Redis call.
 from __future__ import annotations
 
 import logging
-import threading
-from typing import Any, Callable, Mapping
+from typing import Mapping
 
-import redis
 
 from .. import metrics
 from ..domain.catalogue import Catalogue
 from ..domain.learning import ObservedFunnel, apply_learning, parse_observed
 from ..store.ledger import Ledger
 from ..store.snapshot import SnapshotHolder
+from .background import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -48,24 +47,22 @@ class LearnedRates:
         return self._observed
 
 
-class LearningRefresher:
+class LearningRefresher(Periodic):
     """Re-reads the observed counts now and then and rebuilds the serving snapshot when they moved."""
+
+    name = "learning-refresh"
 
     def __init__(
         self,
         ledger: Ledger,
         rates: LearnedRates,
         snapshots: SnapshotHolder,
-        rebuild: Callable[[dict[str, Any]], Any],
         interval_seconds: float,
     ):
+        super().__init__(interval_seconds)
         self.ledger = ledger
         self.rates = rates
         self.snapshots = snapshots
-        self.rebuild = rebuild
-        self.interval_seconds = interval_seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def refresh(self) -> bool:
         """Read the counts; when they changed, rebuild the current snapshot. True when it was rebuilt."""
@@ -74,7 +71,7 @@ class LearningRefresher:
         snapshot = self.snapshots.current
         if snapshot is None:
             return False
-        built = self.rebuild(snapshot.record)
+        built = self.snapshots.build(snapshot.record)  # the same build a publish gets, hooks included
         # A publish may have landed while building: never put an older version's build over it.
         if self.snapshots.current is snapshot:
             self.snapshots.replace_built(built)
@@ -82,22 +79,5 @@ class LearningRefresher:
             return True
         return False
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="learning-refresh", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_seconds):
-            try:
-                self.refresh()
-            except redis.RedisError as exc:
-                log.warning("learned rates not refreshed: %s", exc)
-            except Exception:  # a bad count must not kill the refresher; the last rates keep serving
-                log.exception("learned rates refresh failed")
+    def tick(self) -> bool:
+        return self.refresh()
