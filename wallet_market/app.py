@@ -70,12 +70,10 @@ class Components:
             self.embedded.close()
 
 
-def build_components(settings: Settings, client: redis.Redis | None = None) -> Components:
+def build_components(settings: Settings) -> Components:
     """Connect and wire the services of one process."""
-    embedded = None
-    if client is None:
-        client, embedded = connect(settings.redis_url, settings.embedded_redis_path)
-    hot_client = _hot_path_client(client)
+    client, embedded = connect(settings.redis_url, settings.embedded_redis_path)
+    hot_client = _hot_path_client(settings.redis_url or embedded.url, client)
     keys = Keys(settings.key_prefix)
     policy = PlacementPolicy(
         view=settings.placement_view,
@@ -118,19 +116,10 @@ def build_components(settings: Settings, client: redis.Redis | None = None) -> C
     )
 
 
-def _hot_path_client(client: redis.Redis) -> redis.Redis:
+def _hot_path_client(url: str, client: redis.Redis) -> redis.Redis:
     """A client for request paths: short timeouts and no retries, so a Redis outage costs little."""
-    kwargs = client.connection_pool.connection_kwargs
-    if "path" in kwargs:
-        url = f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
-    elif "host" in kwargs:
-        scheme = "rediss" if client.connection_pool.connection_class.__name__.startswith("SSL") else "redis"
-        auth = ""
-        if kwargs.get("password"):
-            auth = f"{kwargs.get('username') or ''}:{kwargs['password']}@"
-        url = f"{scheme}://{auth}{kwargs['host']}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
-    else:  # a cluster client or something unusual: share it
-        return client
+    if url.startswith("redis+cluster://"):
+        return client  # the cluster client routes and retries by itself: share it
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
@@ -143,7 +132,7 @@ def _hot_path_client(client: redis.Redis) -> redis.Redis:
     )
 
 
-def create_app(overrides: Mapping[str, Any] | None = None, *, redis_client: redis.Redis | None = None, start_background: bool = True) -> Flask:
+def create_app(overrides: Mapping[str, Any] | None = None, *, start_background: bool = True) -> Flask:
     """Build the application. ``overrides`` are settings (validated like the files and environment)."""
     settings = load_settings(overrides=overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -160,7 +149,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, redis_client: redi
         JSON_SORT_KEYS=False,
         WALLET_MARKET_START_BACKGROUND=start_background,
     )
-    components = build_components(settings, redis_client)
+    components = build_components(settings)
     app.extensions["wallet_market"] = components
 
     api = Api(app, spec_kwargs={"info": {"description": "Wallet loan marketplace: layouts, catalogue, funnel and finance."}})
@@ -188,10 +177,6 @@ def _extensions() -> list[Callable[[Flask, Api, Components], None]]:
     from .api import finance, funnel, partner_gateway
 
     return [funnel.install, finance.install, partner_gateway.install]
-
-
-def components_of(app: Flask) -> Components:
-    return app.extensions["wallet_market"]
 
 
 def error_body(status: int, message: str, errors: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import time.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -170,8 +169,3 @@ def load_settings(
     if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://")):
         raise SettingsError(f"setting 'redis_url': {settings.redis_url!r} is not a redis://, rediss:// or unix:// URL")
     return settings
-
-
-def replace(settings: Settings, **changes: Any) -> Settings:
-    """A copy of ``settings`` with ``changes``, validated again."""
-    return load_settings(environ={}, overrides={**dataclasses.asdict(settings), **changes})

@@ -11,10 +11,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis
 
 from ..store.access import ApiKeyStore, key_hash
-from .errors import ServiceError
+from .errors import ServiceError, Unavailable
 from .tokens import InvalidToken, UserTokens
 
 FRESH_SECONDS = 30.0
@@ -88,8 +89,6 @@ class Access:
         """Redis is unreachable: accept a key verified within the last hour."""
         principal = self._cached(key_hash(api_key), fresh=False)
         if principal is None:
-            from .errors import Unavailable
-
             raise Unavailable("the key store is unreachable; retry shortly")
         return self._check(principal, roles, 0)
 
@@ -127,8 +126,6 @@ class Access:
         return None
 
     def _remember(self, digest: str, raw: bytes | None) -> Principal | None:
-        import orjson
-
         principal = None
         if raw:
             record = orjson.loads(raw)

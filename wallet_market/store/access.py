@@ -32,9 +32,6 @@ class ApiKeyStore:
         self.client.hset(self.keys.api_keys(), key_hash(api_key), orjson.dumps(record))
         return api_key
 
-    def revoke(self, api_key_hash: str) -> bool:
-        return bool(self.client.hdel(self.keys.api_keys(), api_key_hash))
-
     def lookup(self, api_key_hash: str, pipe=None) -> dict[str, Any] | None:
         """The key's record, or ``None``; with ``pipe``, queue the read and return nothing."""
         if pipe is not None:
