@@ -48,7 +48,7 @@ def served(tmp_path_factory):
         try:
             if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or a worker still booting
             pass
         if process.poll() is not None:
             log.seek(0)

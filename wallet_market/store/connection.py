@@ -88,3 +88,22 @@ def connect(redis_url: str | None, embedded_redis_path: str) -> tuple[redis.Redi
     embedded = EmbeddedRedis(embedded_redis_path)
     log.info("embedded Redis at %s", embedded.data_file)
     return client_from_url(embedded.url), embedded
+
+
+HOT_PATH_TIMEOUT_SECONDS = 0.25
+
+
+def hot_path_client(url: str, client: redis.Redis) -> redis.Redis:
+    """A client for request paths: short timeouts and no retries, so a Redis outage costs little."""
+    if url.startswith("redis+cluster://"):
+        return client  # the cluster client routes and retries by itself: share it
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return client_from_url(
+        url,
+        socket_timeout=HOT_PATH_TIMEOUT_SECONDS,
+        socket_connect_timeout=HOT_PATH_TIMEOUT_SECONDS,
+        retry=Retry(NoBackoff(), 0),
+        max_connections=64,
+    )
