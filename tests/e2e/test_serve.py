@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "e2e-secret-0123456789abcdef0123456789"
 PARTNERS = ["beichen_bank", "donghai_bank", "haoyue_mcl", "nanfeng_bank", "qingshan_bank", "xingyun_cf"]
