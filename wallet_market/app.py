@@ -88,6 +88,12 @@ def _install_error_handlers(app: Flask) -> None:
         errors = data.get("messages") or data.get("errors") or {}
         response = jsonify(error_body(exc.code or 500, data.get("message") or exc.description or exc.name, errors))
         response.status_code = exc.code or 500
+        # Keep what the exception says in its headers (a 405's Allow), and any set with abort().
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        for name, value in (data.get("headers") or {}).items():
+            response.headers[name] = value
         return response
 
     @app.errorhandler(Exception)

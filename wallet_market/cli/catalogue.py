@@ -26,7 +26,13 @@ def catalogue_load(file: Path, publish: bool) -> None:
     except ServiceError as exc:
         raise click.ClickException(service_failure(exc.message, exc.errors)) from None
     counts = ", ".join(f"{result[k]} {k}" for k in ("partners", "products", "pages", "rules"))
-    click.echo(f"Draft replaced: {counts}." + (f" Published as version {result['version']}." if "version" in result else ""))
+    if "version" not in result:
+        published = ""
+    elif result["published"]:
+        published = f" Published as version {result['version']}."
+    else:
+        published = f" It equals version {result['version']}: nothing to publish."
+    click.echo(f"Draft replaced: {counts}.{published}")
 
 
 @catalogue_group.command("export")
