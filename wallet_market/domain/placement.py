@@ -461,7 +461,7 @@ def _user_reason(e: _Entry, f: _Facts, check_frequency: bool = True) -> str | No
             if outcome != "new":
                 if outcome is None:
                     return "prescreen:pending"
-                return "prescreen:existing" if outcome == "existing" else "prescreen:failed"
+                return f"prescreen:{outcome}" if outcome in ("existing", "ineligible") else "prescreen:failed"
     return None
 
 
