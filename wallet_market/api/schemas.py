@@ -136,8 +136,10 @@ class LayoutSchema(Schema):
 
 
 class RevenueQueryArgsSchema(Schema):
-    from_ = fields.Date(required=True, data_key="from")
-    to = fields.Date(required=True)
+    from_ = fields.Date(
+        load_default=None, data_key="from", metadata={"description": "first UTC day; default: 6 days before to"}
+    )
+    to = fields.Date(load_default=None, metadata={"description": "last UTC day; default: today (UTC)"})
     group_by = fields.String(
         load_default="channel",
         validate=validate.OneOf(("channel", "partner", "product", "slot", "risk_tier", "day")),
@@ -145,7 +147,7 @@ class RevenueQueryArgsSchema(Schema):
 
     @validates_schema
     def _ordered(self, data, **kwargs):
-        if "from_" in data and "to" in data and data["to"] < data["from_"]:
+        if data.get("from_") and data.get("to") and data["to"] < data["from_"]:
             raise ValidationError("must not be before from", "to")
 
 
