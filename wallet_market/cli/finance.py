@@ -80,7 +80,7 @@ def _comparison_catalogue(catalogue_path: Path | None):
     "scenario_path",
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Scenario TOML (see docs/api.md, finance scenarios).",
+    help="Scenario TOML: segments, products, overrides (examples in config/scenarios/).",
 )
 @click.option(
     "--csv",
