@@ -72,6 +72,8 @@ def test_answers_carry_an_etag_that_if_match_checks(client, auth):
     etag = read.headers["ETag"]
     assert etag.startswith('"') and etag.endswith('"') and len(etag) > 10
     assert client.get("/admin/v1/pages/home", headers=auth("pm")).headers["ETag"] == etag  # a hash of what is stored
+    created = client.post("/admin/v1/pages", json={"page_id": "other", "slots": [{"slot_id": "a"}]}, headers=auth("pm"))
+    assert created.headers["ETag"] == client.get("/admin/v1/pages/other", headers=auth("pm")).headers["ETag"]
 
     changed = _patch(client, auth, "/admin/v1/pages/home", {"title": "Home"}, **{"If-Match": etag})
     assert changed.status_code == 200

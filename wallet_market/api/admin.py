@@ -96,14 +96,14 @@ def _crud_blueprint(kind: str, id_field: str, schema, entity_cls, description: s
 
         @blp.doc(security=BEARER)
         @blp.arguments(schema)
-        @blp.response(201, schema)
+        @blp.response(201, schema, headers=ETAG_HEADER)
         def post(self, data):
             """Create an entity in the draft
 
             Refused with 422 naming the field when it breaks a guard of DESIGN §6
             or references something that does not exist.
             """
-            return entity_cls.from_dict(components().admin.create(kind, data, actor()))
+            return tagged(entity_cls, components().admin.create(kind, data, actor()))
 
     @blp.route(f"/<{id_field}>")
     class Item(MethodView):
