@@ -265,7 +265,10 @@ class CatalogueAdmin:
                     "message": f"the draft equals version {current}; nothing to publish",
                 }
             try:
-                version = self.store.publish(body, actor=actor, expected_revision=revision, note=note)
+                # Compared with the version served now: one published meanwhile means compare again.
+                version = self.store.publish(
+                    body, actor=actor, expected_revision=revision, note=note, expected_version=current
+                )
                 return self._record(self.store.history()[-1]) | {"version": version, "published": True}
             except ConcurrentChange:
                 continue
