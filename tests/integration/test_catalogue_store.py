@@ -85,20 +85,30 @@ def test_signing_secrets_are_kept_apart_and_never_exported(admin, store):
     assert "s3cret" not in repr(exported)
 
 
-def test_concurrent_publishes_each_get_their_own_version(admin, store):
+def test_concurrent_publishes_of_one_draft_make_one_version(admin, store):
     admin.load(admin_catalogue(), actor="pm")
-    versions = []
+    answers = []
 
     def publish():
-        versions.append(admin.publish("pm")["version"])
+        answers.append(admin.publish("pm"))
 
     threads = [threading.Thread(target=publish) for _ in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(versions) == [1, 2, 3, 4, 5, 6]
-    assert store.current_version() == 6
+    assert [a["version"] for a in answers] == [1] * 6
+    assert sorted(a["published"] for a in answers) == [False] * 5 + [True]
+    assert store.current_version() == 1 and len(store.history()) == 1
+
+
+def test_publishes_of_changed_drafts_each_get_their_own_version(admin, store):
+    admin.load(admin_catalogue(), actor="pm")
+    versions = []
+    for title in ("one", "two", "three"):
+        admin.patch("pages", "home", {"title": title}, actor="pm")
+        versions.append(admin.publish("pm")["version"])
+    assert versions == [1, 2, 3] and store.current_version() == 3
 
 
 def test_every_process_serves_a_new_version_within_a_second_of_publishing(admin, redis_client, key_prefix):
@@ -114,6 +124,7 @@ def test_every_process_serves_a_new_version_within_a_second_of_publishing(admin,
         deadline = time.monotonic() + 2
         while any(h.version != 1 for h in holders) and time.monotonic() < deadline:
             time.sleep(0.01)
+        admin.patch("pages", "home", {"title": "second version"}, actor="pm")  # an unchanged draft publishes nothing
         published_at = time.monotonic()
         admin.publish("pm")
         while any(h.version != 2 for h in holders) and time.monotonic() < published_at + 1.0:

@@ -77,3 +77,11 @@ def test_demo_catalogue_file_loads(run):
     result = run("catalog", "load", str(ROOT / "config" / "demo_catalogue.toml"))
     assert result.exit_code == 0, result.output
     assert "7 products" in result.output
+
+
+def test_catalog_load_publish_of_an_unchanged_catalogue_makes_no_new_version(run, tmp_path):
+    source = tmp_path / "catalogue.json"
+    source.write_text(json.dumps(admin_catalogue()))
+    assert "Published as version 1" in run("catalog", "load", str(source), "--publish").output
+    again = run("catalog", "load", str(source), "--publish")
+    assert again.exit_code == 0 and "equals version 1: nothing to publish" in again.output

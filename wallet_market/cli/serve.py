@@ -14,6 +14,7 @@ import click
 from gunicorn.app.base import BaseApplication
 
 from ..settings import Settings, load_settings
+from .context import check_reachable
 from .context import settings as cli_settings
 
 
@@ -80,7 +81,9 @@ def run(settings: Settings, *, host: str, port: int, workers: int, threads: int,
     from ..store.connection import EmbeddedRedis
 
     embedded = None
-    if not settings.redis_url:
+    if settings.redis_url:
+        check_reachable(settings.redis_url)
+    else:
         # Started here, in the master, and shared by every worker through its socket.
         embedded = EmbeddedRedis(settings.embedded_redis_path)
         os.environ["WALLET_MARKET_REDIS_URL"] = embedded.url
@@ -100,9 +103,16 @@ def run(settings: Settings, *, host: str, port: int, workers: int, threads: int,
 
     comps = build_components(settings)
     try:
-        load_demo_if_empty(comps.admin, comps.api_keys, settings, echo=click.echo)
+        keys_before = comps.api_keys.count()
+        loaded = load_demo_if_empty(comps.admin, comps.api_keys, settings, echo=click.echo)
     finally:
         comps.redis.close()
+    # Keys are shown once, when they are made: say how to get one when none was printed.
+    make_one = "make one with `wallet-market keys create --role app|pm|finance|internal`"
+    if keys_before:
+        click.echo(f"This store already has {keys_before} API key(s), not shown again; {make_one}.")
+    elif not loaded:
+        click.echo(f"This store has no API key yet; {make_one}.")
 
     worker = None
     if with_worker:
@@ -129,7 +139,7 @@ def run(settings: Settings, *, host: str, port: int, workers: int, threads: int,
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, type=int, show_default=True)
+@click.option("--port", default=8000, type=click.IntRange(1, 65535), show_default=True)
 @click.option("--workers", default=2, type=click.IntRange(1, 64), show_default=True)
 @click.option("--threads", default=1, type=click.IntRange(1, 64), show_default=True, help="Threads per worker.")
 @click.option("--no-worker", is_flag=True, help="Do not start the ledger worker beside the web workers.")

@@ -26,6 +26,9 @@ Who a segment may be shown follows placement's hard eligibility (DESIGN §4):
   that tier. A segment without a tier (visitors) resolves tiered values through
   :func:`~wallet_market.domain.catalogue.by_tier` (``default`` entry, then mean).
 
+A product left out of a segment has no row there but a note in the answer
+saying why (:func:`why_not_shown`), so every product asked about is accounted for.
+
 Product status and partner whitelisting are not applied: a scenario is a model
 of what would be earned, and finance may want to price a paused product.
 
@@ -231,15 +234,16 @@ def _tiered_rate_field(errors: _Errors, path: str, value: Any) -> None:
         _rate_field(errors, f"{path}.{tier}", tier_value)
 
 
-def _referral_model_field(errors: _Errors, path: str, value: Any) -> None:
-    if value not in REFERRAL_MODELS:
-        errors.add(path, f"must be one of {', '.join(REFERRAL_MODELS)}")
+def _settlement_model_field(errors: _Errors, path: str, value: Any) -> None:
+    # Whether the product may take this model is checked against the product itself.
+    if value not in SETTLEMENT_MODELS:
+        errors.add(path, f"must be one of {', '.join(SETTLEMENT_MODELS)}")
 
 
 # The product economics a scenario may override, by section (DESIGN §7 product shape).
 OVERRIDABLE_FIELDS: Mapping[str, Mapping[str, Any]] = {
     "settlement": {
-        "model": _referral_model_field,
+        "model": _settlement_model_field,
         "cps_rate_bps": _rate_field,
         "fee_fen": _money_field,
         "transfer_price_bps": _rate_field,
@@ -285,12 +289,21 @@ def _check_override(errors: _Errors, path: str, override: Any) -> None:
 
 
 def _check_product_override(errors: _Errors, path: str, product: Product, override: Mapping[str, Any]) -> None:
-    """What only the product itself can tell: a section it lacks, a model it cannot switch."""
+    """What only the product itself can tell: a section it lacks, a model it cannot switch.
+
+    Restating the product's own model is accepted; a self-lent product stays
+    self-lent and a referral stays a referral (of any referral model).
+    """
     if "lending" in override and product.lending is None:
         errors.add(f"{path}.lending", f"product {product.product_id} has no lending economics")
     settlement = override.get("settlement")
-    if isinstance(settlement, Mapping) and "model" in settlement and product.settlement.model == "self":
+    model = settlement.get("model") if isinstance(settlement, Mapping) else None
+    if model is None or model == product.settlement.model:
+        return
+    if product.settlement.model == "self":
         errors.add(f"{path}.settlement.model", "the in-house loan's settlement model cannot change")
+    elif model == "self":
+        errors.add(f"{path}.settlement.model", f"must be a referral model ({', '.join(REFERRAL_MODELS)}): only the in-house loan is self-lent")
 
 
 _SCENARIO_KEYS = ("name", "segments", "products", "overrides", "discount_rate_bps")
@@ -468,15 +481,21 @@ def scenario_products(catalogue: Catalogue, scenario: Scenario) -> dict[str, Pro
     return products
 
 
+def why_not_shown(product: Product, segment: Segment) -> str | None:
+    """Why placement could not show ``product`` to users of ``segment``, or None when it could."""
+    if not segment.logged_in and product.requires_login:
+        return "needs a logged-in user; this segment is visitors"
+    if segment.in_house_declined and product.is_in_house:
+        return "the in-house lender declined this segment's users"
+    if segment.risk_tier is not None and segment.risk_tier not in product.eligibility.risk_tiers:
+        tiers = ", ".join(product.eligibility.risk_tiers) or "none"
+        return f"not offered to risk tier {segment.risk_tier} (its eligible tiers: {tiers})"
+    return None
+
+
 def may_be_shown(product: Product, segment: Segment) -> bool:
     """Whether placement could show ``product`` to users of ``segment`` (see the module notes)."""
-    if not segment.logged_in and product.requires_login:
-        return False
-    if segment.in_house_declined and product.is_in_house:
-        return False
-    if segment.risk_tier is not None and segment.risk_tier not in product.eligibility.risk_tiers:
-        return False
-    return True
+    return why_not_shown(product, segment) is None
 
 
 # --------------------------------------------------------------------------- economics per segment
@@ -662,14 +681,28 @@ class SensitivityEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ComparisonNote:
+    """Why a product the scenario compares has no row in a segment."""
+
+    segment: str
+    product_id: str
+    note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"segment": self.segment, "product_id": self.product_id, "note": self.note}
+
+
+@dataclass(frozen=True, slots=True)
 class Comparison:
-    """The answer to a scenario: rows, per-segment summaries and the sensitivity table."""
+    """The answer to a scenario: rows, per-segment summaries, the sensitivity table, and
+    a note for every compared product a segment could not be shown."""
 
     scenario: str
     discount_rate_bps: int
     rows: tuple[ComparisonRow, ...]
     segments: tuple[SegmentSummary, ...]
     sensitivity: tuple[SensitivityEntry, ...]
+    notes: tuple[ComparisonNote, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -678,6 +711,7 @@ class Comparison:
             "rows": [r.to_dict() for r in self.rows],
             "segments": [s.to_dict() for s in self.segments],
             "sensitivity": [s.to_dict() for s in self.sensitivity],
+            "notes": [n.to_dict() for n in self.notes],
         }
 
     def rows_for(self, segment: str) -> list[ComparisonRow]:
@@ -744,16 +778,23 @@ def compare(catalogue: Catalogue, scenario: Scenario) -> Comparison:
     rows: list[ComparisonRow] = []
     summaries: list[SegmentSummary] = []
     sensitivity: list[SensitivityEntry] = []
+    notes: list[ComparisonNote] = []
     for segment in scenario.segments:
-        contenders = [
-            _Contender(p, revenue_per_impression(p, segment.risk_tier, scenario.discount_rate_bps))
-            for p in products.values()
-            if may_be_shown(p, segment)
-        ]
+        contenders = []
+        for product in products.values():
+            reason = why_not_shown(product, segment)
+            if reason is None:
+                contenders.append(
+                    _Contender(product, revenue_per_impression(product, segment.risk_tier, scenario.discount_rate_bps))
+                )
+            else:
+                notes.append(ComparisonNote(segment.name, product.product_id, reason))
         rows.extend(_row(segment, c.product, c.revenue) for c in contenders)
         summaries.append(_summarise(segment, contenders, scenario.discount_rate_bps))
         sensitivity.extend(_sensitivity(segment, contenders, scenario.discount_rate_bps))
-    return Comparison(scenario.name, scenario.discount_rate_bps, tuple(rows), tuple(summaries), tuple(sensitivity))
+    return Comparison(
+        scenario.name, scenario.discount_rate_bps, tuple(rows), tuple(summaries), tuple(sensitivity), tuple(notes)
+    )
 
 
 def _summarise(segment: Segment, contenders: Sequence[_Contender], discount_rate_bps: int) -> SegmentSummary:

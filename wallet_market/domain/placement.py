@@ -689,7 +689,11 @@ def _static_reason(e: _Entry, partner_reasons: Mapping[str, str | None], logged_
     return None
 
 
-_PRESCREEN_REASONS: dict[str | None, str] = {None: "prescreen:pending", "existing": "prescreen:existing"}
+_PRESCREEN_REASONS: dict[str | None, str] = {
+    None: "prescreen:pending",
+    "existing": "prescreen:existing",
+    "ineligible": "prescreen:ineligible",
+}
 
 
 def _user_reason(e: _Entry, f: _Facts, check_frequency: bool = True) -> str | None:

@@ -89,6 +89,42 @@ class PartnerResult(Generic[T]):
         return self.outcome == OK
 
 
+def _causes(exc: BaseException):
+    """``exc`` and what it wraps: urllib3's ``reason``, the ``__cause__`` chain, an exception argument."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        wrapped = getattr(current, "reason", None)
+        if not isinstance(wrapped, BaseException):
+            wrapped = current.__cause__ or current.__context__
+        if wrapped is None and current.args and isinstance(current.args[0], BaseException):
+            wrapped = current.args[0]
+        current = wrapped
+
+
+def why_unreachable(exc: BaseException) -> str:
+    """Why a connection failed, as a person says it: refused, a DNS lookup that failed, a timeout, TLS."""
+    import socket
+    import ssl
+
+    for cause in _causes(exc):
+        if isinstance(cause, socket.gaierror):
+            return f"DNS lookup failed: {cause.strerror or cause}"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused (nothing listens on that host and port)"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset by the partner"
+        if isinstance(cause, (TimeoutError, socket.timeout)):
+            return "timeout: the connection was not established"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS handshake failed: {getattr(cause, 'reason', None) or cause}"
+        if isinstance(cause, OSError) and cause.strerror:
+            return f"connection failed: {cause.strerror}"
+    return f"connection failed: {type(exc).__name__}"
+
+
 class _Failure(Exception):
     """A failed exchange; raised inside the breaker so that it counts, then turned into a result."""
 
@@ -312,13 +348,15 @@ class PartnerClient:
                     if time.monotonic() > deadline:
                         raise _Failure(TIMEOUT, f"answer not complete within {timeout:.3f}s", response.status_code)
                 return PartnerResponse(response.status_code, dict(response.headers), b"".join(chunks))
+        except requests.ConnectTimeout:
+            raise _Failure(TIMEOUT, f"timeout: no connection within {timeout:.3f}s") from None
         except requests.Timeout:
-            raise _Failure(TIMEOUT, f"no answer within {timeout:.3f}s") from None
+            raise _Failure(TIMEOUT, f"timeout: no answer within {timeout:.3f}s") from None
         except requests.RequestException as exc:
             cause = exc.args[0] if exc.args else None
             if isinstance(cause, ReadTimeoutError) or time.monotonic() >= deadline:
-                raise _Failure(TIMEOUT, f"no answer within {timeout:.3f}s") from None
-            raise _Failure(UNREACHABLE, type(exc).__name__) from None
+                raise _Failure(TIMEOUT, f"timeout: no answer within {timeout:.3f}s") from None
+            raise _Failure(UNREACHABLE, why_unreachable(exc)) from None
 
     @staticmethod
     def _finish(

