@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import orjson
 import redis
+from redis.cluster import ClusterPipeline
 
 from ..domain.catalogue import Catalogue
 from ..domain.funnel import LedgerEvent
@@ -41,9 +42,29 @@ def script_text(name: str) -> str:
     return resources.files("wallet_market.store").joinpath("scripts", f"{name}.lua").read_text(encoding="utf-8")
 
 
-def register(client: redis.Redis, name: str):
-    """A redis-py :class:`~redis.commands.core.Script` (EVALSHA with a load on first use)."""
-    return client.register_script(script_text(name))
+class LuaScript:
+    """A script of ``store/scripts/``, called like redis-py's :class:`~redis.commands.core.Script`.
+
+    Run directly, or queued on a pipeline of a single Redis, it is EVALSHA with a
+    load on first use. redis-py refuses EVALSHA on a Redis Cluster pipeline (it
+    cannot load a missing script on the node a key maps to), so there the script
+    is queued as EVAL with its text; the node is chosen by its keys, which share
+    one hash slot.
+    """
+
+    def __init__(self, client: redis.Redis, name: str):
+        self.name = name
+        self.script = client.register_script(script_text(name))
+
+    def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client=None):
+        if isinstance(client, ClusterPipeline):
+            return client.execute_command("EVAL", self.script.script, len(keys), *keys, *args)
+        return self.script(keys=keys, args=args, client=client)
+
+
+def register(client: redis.Redis, name: str) -> LuaScript:
+    """The script ``store/scripts/<name>.lua`` bound to ``client``."""
+    return LuaScript(client, name)
 
 
 def encode_event(event: LedgerEvent) -> bytes:

@@ -36,7 +36,9 @@ class UserStore:
         partner_ids = list(partner_ids)
         if not partner_ids:
             return 3
-        pipe.mget([self.keys.prescreen(user_id, p) for p in partner_ids])
+        # MGET through execute_command: redis-py refuses ``mget`` on a Redis Cluster pipeline,
+        # but these keys share the user's hash slot, so the command itself is fine there.
+        pipe.execute_command("MGET", *(self.keys.prescreen(user_id, p) for p in partner_ids))
         return 4
 
     @staticmethod
