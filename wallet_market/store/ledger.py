@@ -120,10 +120,14 @@ class Ledger:
         Returns ``accepted``, ``duplicate``, or for a reversal that cannot stand
         ``already_reversed``, ``reverses_a_reversal`` or ``reversed_before_arrival``.
         """
-        keys = [self.keys.event_stream(), self.keys.postback_record(event.source, event.event_id)]
+        keys = [
+            self.keys.event_stream(),
+            self.keys.postback_record(event.source, event.event_id),
+            self.keys.postbacks_of_day(event.source, event.day),
+        ]
         if event.reverses:
             keys.append(self.keys.postback_record(event.source, event.reverses))
-        args = [encode_event(event), event.type, event.event_id, event.day, POSTBACK_RECORD_SECONDS]
+        args = [encode_event(event), event.type, event.event_id, event.day, POSTBACK_RECORD_SECONDS, event.occurred_at]
         answer = self._ingest_postback(keys=keys, args=args)
         return answer.decode() if isinstance(answer, bytes) else str(answer)
 
@@ -131,6 +135,23 @@ class Ledger:
         """A postback's record: its ``entry``, ``type``, and how it was reversed (for reconciliation)."""
         raw = self.client.hgetall(self.keys.postback_record(partner_id, event_id))
         return {k.decode(): v.decode() for k, v in raw.items()}
+
+    def postbacks_of_days(self, partner_id: str, days: Sequence[str]) -> list[str]:
+        """The event ids of ``partner_id``'s postbacks accepted for ``days`` (YYYYMMDD), day by day as they occurred."""
+        pipe = self.client.pipeline(transaction=False)
+        for day in days:
+            pipe.zrange(self.keys.postbacks_of_day(partner_id, day), 0, -1)
+        return [member.decode() for members in (pipe.execute() if days else []) for member in members]
+
+    def postback_entries(self, partner_id: str, event_ids: Sequence[str]) -> dict[str, bytes]:
+        """The accepted payload of each of ``partner_id``'s postbacks ``event_ids`` that has one (one pipeline)."""
+        event_ids = list(dict.fromkeys(event_ids))
+        if not event_ids:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for event_id in event_ids:
+            pipe.hget(self.keys.postback_record(partner_id, event_id), "entry")
+        return {event_id: entry for event_id, entry in zip(event_ids, pipe.execute()) if entry is not None}
 
     # -- consuming ---------------------------------------------------------
     def ensure_group(self) -> None:
