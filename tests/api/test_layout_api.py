@@ -76,10 +76,11 @@ def test_a_layout_makes_at_most_one_redis_round_trip(demo_app, client, auth, com
     """One pipeline: on a single Redis one round trip, on a cluster at most one to each node."""
     token = _prime_user(client, auth, comps)
     client.get("/v1/layout?page=home", headers=auth("app"))  # the key is now cached
-    if isinstance(comps.hot_redis, RedisCluster):
-        pools = [node.redis_connection.connection_pool for node in comps.hot_redis.get_nodes()]
+    client_of_layouts = comps.layouts.client
+    if isinstance(client_of_layouts, RedisCluster):
+        pools = [node.redis_connection.connection_pool for node in client_of_layouts.get_nodes()]
     else:
-        pools = [comps.hot_redis.connection_pool]
+        pools = [client_of_layouts.connection_pool]
     sends: list[int] = []
 
     def counting(pool_index, original):

@@ -21,6 +21,8 @@ import requests
 
 from tests.redis_keys import delete_prefix
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "e2e-secret-0123456789abcdef0123456789"
 PARTNERS = ["beichen_bank", "donghai_bank", "haoyue_mcl", "nanfeng_bank", "qingshan_bank", "xingyun_cf"]
@@ -54,13 +56,27 @@ def served(tmp_path_factory):
         [sys.executable, "-m", "wallet_market", "serve", "--port", str(port), "--workers", "2"],
         cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
+    try:
+        yield _wait_until_ready(process, log, port, env, redis_url, workdir)
+    finally:  # also when it never became ready: nothing started here outlives the tests
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+        if redis_url:
+            delete_prefix(redis_url, prefix)
+
+
+def _wait_until_ready(process, log, port, env, redis_url, workdir) -> dict:
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
                 break
-        except requests.RequestException:  # not listening yet, or too busy starting to answer
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or a worker still booting
             pass
         if process.poll() is not None:
             log.seek(0)
@@ -71,15 +87,7 @@ def served(tmp_path_factory):
         pytest.fail(f"serve never became ready:\n{log.read()}")
     log.seek(0)
     keys = dict(re.findall(r"^\s+(app|pm|finance|internal)\s+(wm_\S+)$", log.read(), re.M))
-    yield {"base": base, "keys": keys, "workdir": workdir, "env": env, "redis_url": redis_url}
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
-    if redis_url:
-        delete_prefix(redis_url, prefix)
+    return {"base": base, "keys": keys, "workdir": workdir, "env": env, "redis_url": redis_url}
 
 
 def _cli(served, *args) -> str:

@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 from functools import wraps
+from typing import TYPE_CHECKING, Any, Callable
 
 from flask import current_app, g, request
 
+if TYPE_CHECKING:
+    from ..composition import Components
 
-def components():
-    return current_app.extensions["wallet_market"]
+
+def components() -> Components:
+    """The services of this process (built by the composition root)."""
+    return current_app.extensions["wallet_market"]  # type: ignore[no-any-return]
 
 
 def require(*roles: str):

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 
 from .. import metrics
 from ..domain.funnel import DISBURSED, REVERSED, LedgerEvent
-from ..partners import signing
+from ..domain import signing
 from ..store.ledger import CatalogueVersions, Ledger
 from .access import Unauthorized
 from .errors import Conflict, Invalid

@@ -23,11 +23,14 @@ from typing import Any, Iterable, Mapping, Sequence
 import orjson
 import redis
 from redis.cluster import ClusterPipeline
+from redis.typing import EncodableT, FieldT, XReadGroupResponse
 
 from ..domain.catalogue import Catalogue
 from ..domain.funnel import LedgerEvent
 from .catalogue import CatalogueStore, UnknownVersion
+from .connection import RedisClient
 from .keys import Keys
+from .replies import int_hash, text, text_hash
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +55,17 @@ class LuaScript:
     one hash slot.
     """
 
-    def __init__(self, client: redis.Redis, name: str):
+    def __init__(self, client: RedisClient, name: str):
         self.name = name
         self.script = client.register_script(script_text(name))
 
-    def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client=None):
+    def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None) -> Any:
         if isinstance(client, ClusterPipeline):
             return client.execute_command("EVAL", self.script.script, len(keys), *keys, *args)
         return self.script(keys=keys, args=args, client=client)
 
 
-def register(client: redis.Redis, name: str) -> LuaScript:
+def register(client: RedisClient, name: str) -> LuaScript:
     """The script ``store/scripts/<name>.lua`` bound to ``client``."""
     return LuaScript(client, name)
 
@@ -89,7 +92,7 @@ class ApplyRaced(RuntimeError):
 
 
 class Ledger:
-    def __init__(self, client: redis.Redis, keys: Keys, group: str = CONSUMER_GROUP):
+    def __init__(self, client: RedisClient, keys: Keys, group: str = CONSUMER_GROUP):
         self.client = client
         self.keys = keys
         self.group = group
@@ -133,15 +136,14 @@ class Ledger:
 
     def postback_record(self, partner_id: str, event_id: str) -> dict[str, str]:
         """A postback's record: its ``entry``, ``type``, and how it was reversed (for reconciliation)."""
-        raw = self.client.hgetall(self.keys.postback_record(partner_id, event_id))
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        return text_hash(self.client.hgetall(self.keys.postback_record(partner_id, event_id)))
 
     def postbacks_of_days(self, partner_id: str, days: Sequence[str]) -> list[str]:
         """The event ids of ``partner_id``'s postbacks accepted for ``days`` (YYYYMMDD), day by day as they occurred."""
         pipe = self.client.pipeline(transaction=False)
         for day in days:
             pipe.zrange(self.keys.postbacks_of_day(partner_id, day), 0, -1)
-        return [member.decode() for members in (pipe.execute() if days else []) for member in members]
+        return [text(member) for members in (pipe.execute() if days else []) for member in members]
 
     def postback_entries(self, partner_id: str, event_ids: Sequence[str]) -> dict[str, bytes]:
         """The accepted payload of each of ``partner_id``'s postbacks ``event_ids`` that has one (one pipeline)."""
@@ -167,12 +169,12 @@ class Ledger:
         answer = self.client.xreadgroup(
             self.group, consumer, {self.keys.event_stream(): ">"}, count=count, block=block_ms
         )
-        return self._entries(answer[0][1] if answer else [])
+        return self._entries(_stream_entries(answer))
 
     def read_own_pending(self, consumer: str, count: int) -> list[StreamEntry]:
         """Entries delivered to ``consumer`` earlier and not yet acknowledged (after a restart)."""
         answer = self.client.xreadgroup(self.group, consumer, {self.keys.event_stream(): "0"}, count=count)
-        return self._entries(answer[0][1] if answer else [])
+        return self._entries(_stream_entries(answer))
 
     def claim_stale(self, consumer: str, min_idle_ms: int, count: int) -> list[StreamEntry]:
         """Take over entries another consumer left unacknowledged for ``min_idle_ms`` (XAUTOCLAIM)."""
@@ -229,7 +231,8 @@ class Ledger:
 
     def dead_letter(self, entry: StreamEntry, reason: str) -> None:
         """Keep an entry the worker cannot interpret, and acknowledge it so it stops coming back."""
-        fields = {b"entry_id": entry.entry_id.encode(), b"reason": reason.encode(), **entry.raw}
+        fields: dict[FieldT, EncodableT] = {b"entry_id": entry.entry_id.encode(), b"reason": reason.encode()}
+        fields.update(entry.raw.items())
         pipe = self.client.pipeline(transaction=True)
         pipe.xadd(self.keys.dead_letters(), fields, maxlen=100_000, approximate=True)
         pipe.xack(self.keys.event_stream(), self.group, entry.entry_id)
@@ -250,7 +253,7 @@ class Ledger:
         if group.get("lag") is not None:
             return pending + int(group["lag"])
         last = _text(group.get("last-delivered-id")) or "0-0"
-        undelivered = len(self.client.xrange(stream, min=f"({last}", count=10_000))
+        undelivered = len(self.client.xrange(stream, min=f"({last}", count=10_000) or [])
         return pending + undelivered
 
     def trim(self, keep_seconds: int, now_ms: int) -> int:
@@ -280,13 +283,21 @@ class Ledger:
         pipe = self.client.pipeline(transaction=False)
         for day in days:
             pipe.hgetall(self.keys.counters(day))
-        return [
-            (day, {k.decode(): int(v) for k, v in raw.items()}) for day, raw in zip(days, pipe.execute())
-        ]
+        return [(day, int_hash(raw)) for day, raw in zip(days, pipe.execute())]
 
     def learned_counts(self) -> dict[str, int]:
         """Observed funnel counts per product and risk tier (one HGETALL)."""
-        return {k.decode(): int(v) for k, v in self.client.hgetall(self.keys.learned_rates()).items()}
+        return int_hash(self.client.hgetall(self.keys.learned_rates()))
+
+
+def _stream_entries(answer: XReadGroupResponse) -> list[Any]:
+    """The entries of the one stream an XREADGROUP read (the RESP2 reply ``[[stream, entries]]``)."""
+    if not answer:
+        return []
+    if not isinstance(answer, list):
+        raise TypeError("XREADGROUP answered in RESP3 form; the store's clients speak RESP2")
+    entries: list[Any] = answer[0][1]
+    return entries
 
 
 def _text(value: Any) -> str | None:

@@ -15,8 +15,8 @@ from datetime import date
 from typing import Callable
 
 from ..domain.catalogue import Partner
-from ..services.errors import Invalid, NotFound, Unavailable
-from .client import PartnerClient
+from ..partners.client import PartnerClient
+from .errors import Invalid, NotFound, Unavailable
 
 PURPOSE = "settlement"
 SETTLEMENT_TIMEOUT_SECONDS = 30.0

@@ -35,14 +35,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .. import metrics
 from ..domain.users import UserProfile
-from ..services.access import Forbidden, Unauthorized
-from ..services.tokens import InvalidToken, TokenSigner
+from .access import Forbidden, Unauthorized
+from .tokens import InvalidToken, TokenSigner
 from ..store.data_shares import DataShareStore
 from ..store.keys import Keys
-from .signing import SignatureError, read_headers, verify
+from ..domain.signing import SignatureError, read_headers, verify
 
 if TYPE_CHECKING:
-    from ..services.layouts import Serving
+    from .layouts import Serving
 
 PURPOSE = "joint_login"
 SHARED_FIELDS = ("user_ref", "phone_sha256", "age_band", "region")
