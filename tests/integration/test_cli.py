@@ -4,13 +4,13 @@ import re
 from pathlib import Path
 
 import pytest
-import redis
 from click.testing import CliRunner
 
 from tests.catalogue_builders import admin_catalogue
 from wallet_market.cli import main
 from wallet_market.services.tokens import UserTokens
 from wallet_market.store.access import key_hash
+from wallet_market.store.connection import client_from_url
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "cli-secret-0123456789abcdef0123456789"
@@ -36,7 +36,7 @@ def test_keys_create_prints_a_key_whose_hash_is_stored(run, redis_url, key_prefi
     assert result.exit_code == 0
     api_key = result.output.strip()
     assert re.fullmatch(r"wm_finance_[A-Za-z0-9_\-]+", api_key)
-    stored = redis.Redis.from_url(redis_url).hget(f"{key_prefix}:{{auth}}:api_keys", key_hash(api_key))
+    stored = client_from_url(redis_url).hget(f"{key_prefix}:{{auth}}:api_keys", key_hash(api_key))
     assert json.loads(stored)["role"] == "finance" and json.loads(stored)["name"] == "cfo-office"
     assert run("keys", "create", "--role", "root").exit_code == 2
 

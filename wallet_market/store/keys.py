@@ -10,8 +10,9 @@ operation runs unchanged on Redis Cluster:
   suppression, pre-screen answers — read by a layout in one pipeline.
 - ``{p:<partner_id>}``: a partner's circuit breaker.
 - ``{partners}``: daily lead counters and the set of partners at their cap, updated together.
-- ``{ledger}``: the event stream, idempotency marks and revenue counters that
-  the worker updates together.
+- ``{ledger}``: the event stream, idempotency marks, postback records with
+  their per-partner, per-day index, and revenue counters that ingestion and
+  the worker update together.
 """
 from __future__ import annotations
 
@@ -116,6 +117,13 @@ class Keys:
     def postback_record(self, partner_id: str, event_id: str) -> str:
         """A partner postback as applied (for reversals and reconciliation)."""
         return f"{self.prefix}:{{ledger}}:postback:{partner_id}:{event_id}"
+
+    def postbacks_of_day(self, partner_id: str, day: str) -> str:
+        """Sorted set of a partner's accepted postbacks that occurred on ``day``: event id, scored by when.
+
+        Written with the postback's record; reconciliation reads a partner's day from it.
+        """
+        return f"{self.prefix}:{{ledger}}:postbacks:{partner_id}:{day}"
 
     def counters(self, day: str) -> str:
         """Hash of funnel and revenue counters of ``day``: "<dimension values>|<measure>" → integer."""

@@ -90,7 +90,9 @@ def read_layout_facts(
         pipe.hgetall(keys.suppressed_partners(user_id))
         pipe.smembers(keys.leads_at_cap(day))
         if prescreen_partners:
-            pipe.mget([keys.prescreen(user_id, p) for p in prescreen_partners])
+            # MGET through execute_command: redis-py refuses ``mget`` on a Redis Cluster pipeline,
+            # but these keys share the user's hash slot, so the command itself is fine there.
+            pipe.execute_command("MGET", *(keys.prescreen(user_id, p) for p in prescreen_partners))
     results = pipe.execute()
     key, used = parse_key_reads(results, read_key_record)
     if user_id is None:

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import orjson
 import redis
+from redis.cluster import ClusterPipeline
 from redis.typing import EncodableT, FieldT, XReadGroupResponse
 
 from ..domain.catalogue import Catalogue
@@ -29,7 +30,7 @@ from ..domain.funnel import LedgerEvent
 from .catalogue import CatalogueStore, UnknownVersion
 from .connection import RedisClient
 from .keys import Keys
-from .replies import int_hash, text_hash
+from .replies import int_hash, text, text_hash
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,29 @@ def script_text(name: str) -> str:
     return resources.files("wallet_market.store").joinpath("scripts", f"{name}.lua").read_text(encoding="utf-8")
 
 
-def register(client: RedisClient, name: str):
-    """A redis-py :class:`~redis.commands.core.Script` (EVALSHA with a load on first use)."""
-    return client.register_script(script_text(name))
+class LuaScript:
+    """A script of ``store/scripts/``, called like redis-py's :class:`~redis.commands.core.Script`.
+
+    Run directly, or queued on a pipeline of a single Redis, it is EVALSHA with a
+    load on first use. redis-py refuses EVALSHA on a Redis Cluster pipeline (it
+    cannot load a missing script on the node a key maps to), so there the script
+    is queued as EVAL with its text; the node is chosen by its keys, which share
+    one hash slot.
+    """
+
+    def __init__(self, client: RedisClient, name: str):
+        self.name = name
+        self.script = client.register_script(script_text(name))
+
+    def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None) -> Any:
+        if isinstance(client, ClusterPipeline):
+            return client.execute_command("EVAL", self.script.script, len(keys), *keys, *args)
+        return self.script(keys=keys, args=args, client=client)
+
+
+def register(client: RedisClient, name: str) -> LuaScript:
+    """The script ``store/scripts/<name>.lua`` bound to ``client``."""
+    return LuaScript(client, name)
 
 
 def encode_event(event: LedgerEvent) -> bytes:
@@ -102,16 +123,37 @@ class Ledger:
         Returns ``accepted``, ``duplicate``, or for a reversal that cannot stand
         ``already_reversed``, ``reverses_a_reversal`` or ``reversed_before_arrival``.
         """
-        keys = [self.keys.event_stream(), self.keys.postback_record(event.source, event.event_id)]
+        keys = [
+            self.keys.event_stream(),
+            self.keys.postback_record(event.source, event.event_id),
+            self.keys.postbacks_of_day(event.source, event.day),
+        ]
         if event.reverses:
             keys.append(self.keys.postback_record(event.source, event.reverses))
-        args = [encode_event(event), event.type, event.event_id, event.day, POSTBACK_RECORD_SECONDS]
+        args = [encode_event(event), event.type, event.event_id, event.day, POSTBACK_RECORD_SECONDS, event.occurred_at]
         answer = self._ingest_postback(keys=keys, args=args)
         return answer.decode() if isinstance(answer, bytes) else str(answer)
 
     def postback_record(self, partner_id: str, event_id: str) -> dict[str, str]:
         """A postback's record: its ``entry``, ``type``, and how it was reversed (for reconciliation)."""
         return text_hash(self.client.hgetall(self.keys.postback_record(partner_id, event_id)))
+
+    def postbacks_of_days(self, partner_id: str, days: Sequence[str]) -> list[str]:
+        """The event ids of ``partner_id``'s postbacks accepted for ``days`` (YYYYMMDD), day by day as they occurred."""
+        pipe = self.client.pipeline(transaction=False)
+        for day in days:
+            pipe.zrange(self.keys.postbacks_of_day(partner_id, day), 0, -1)
+        return [text(member) for members in (pipe.execute() if days else []) for member in members]
+
+    def postback_entries(self, partner_id: str, event_ids: Sequence[str]) -> dict[str, bytes]:
+        """The accepted payload of each of ``partner_id``'s postbacks ``event_ids`` that has one (one pipeline)."""
+        event_ids = list(dict.fromkeys(event_ids))
+        if not event_ids:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for event_id in event_ids:
+            pipe.hget(self.keys.postback_record(partner_id, event_id), "entry")
+        return {event_id: entry for event_id, entry in zip(event_ids, pipe.execute()) if entry is not None}
 
     # -- consuming ---------------------------------------------------------
     def ensure_group(self) -> None:
