@@ -143,5 +143,9 @@ class Keys:
         return f"{self.prefix}:{{partners}}:lead_marks:{day}"
 
     def dead_letters(self) -> str:
-        """Stream of event-stream entries the worker could not interpret, kept for inspection."""
+        """Stream of event-stream entries the worker could not apply, with the reason, kept for inspection and replay."""
         return f"{self.prefix}:{{ledger}}:dead_letters"
+
+    def apply_failures(self) -> str:
+        """Hash event-stream entry id → failed attempts to apply it (cleared when it is applied or set aside)."""
+        return f"{self.prefix}:{{ledger}}:apply_failures"
