@@ -195,7 +195,7 @@ def test_a_large_reversal_takes_back_both_parts(redis_client, keys):
     assert (row["approvals"], row["platform_revenue_fen"], row["group_contribution_fen"]) == (0, 0, 0)
 
 
-def test_a_record_kept_before_revenue_had_two_parts_is_still_reversed(redis_client, keys, ledger):
+def test_a_record_kept_before_money_had_two_parts_is_still_reversed(redis_client, keys, ledger):
     line = LedgerEvent(type="approved", occurred_at=DAY1, source="bank_b", decision_id="d1", page_id="home",
                        slot_id="top", product_id="line_loan", ruleset_version=1, user_id="u1", risk_tier="A",
                        event_id="line-1")

@@ -11,9 +11,10 @@ The ledger keeps integer counters per day under fields
 Revenue measures are kept in micro-fen (millionths of a fen) so that a CPS
 share of an odd amount is not rounded per event; reading rounds the sum half-up
 to the fen once. So that no sum can outgrow a 64-bit Redis counter, each
-revenue measure is two fields: ``"…|<measure>"`` keeps less than 10^12 micro-fen
-(10,000 RMB) and ``"…|<measure>_e12"`` the whole units of 10^12 micro-fen; the
-worker carries from one to the other (:func:`ledger_adds`, ``docs/ledger.md``).
+money measure is two fields: ``"…|<measure>"`` keeps less than 10^12 of the
+measure's unit (10^12 micro-fen is 10,000 RMB) and ``"…|<measure>_e12"`` the
+whole units of 10^12; the worker carries from one to the other
+(:func:`ledger_adds`, ``docs/ledger.md``).
 
 Earned revenue follows the settlement model of the product in the rule-set
 version the impression was served under:
@@ -109,7 +110,9 @@ _ROW_SOURCE = {
     "expected_group_contribution_fen": EXPECTED_GROUP,
 }
 _MICRO_MEASURES = frozenset({PLATFORM_REVENUE, GROUP_CONTRIBUTION, EXPECTED_PLATFORM, EXPECTED_GROUP})
-# A revenue measure's high part: whole units of HIGH_UNIT micro-fen (10^12 micro-fen = 10,000 RMB).
+# Money measures, each kept as a low field and a high field of whole units of HIGH_UNIT
+# (of micro-fen for revenue, 10^12 micro-fen = 10,000 RMB; of fen for the amount disbursed).
+SPLIT_MEASURES = _MICRO_MEASURES | {DISBURSED_FEN}
 HIGH_UNIT = 10**12
 HIGH_SUFFIX = "_e12"
 
@@ -334,13 +337,13 @@ def split_micro(value: int) -> tuple[int, int]:
 def ledger_adds(deltas: Mapping[str, int]) -> list[tuple[str, int, str | None, int]]:
     """The increments that apply ``deltas`` to a day's counters: ``(field, n, high field, high n)``.
 
-    A revenue measure's delta is split into its high and low parts (the worker
-    carries whole units of the low field into the high one); any other measure
-    has no high field.
+    A money measure's delta is split into its high and low parts (the worker
+    carries whole units of the low field into the high one); a count has no
+    high field.
     """
     out: list[tuple[str, int, str | None, int]] = []
     for name, value in deltas.items():
-        if name.rsplit(SEP, 1)[-1] in _MICRO_MEASURES:
+        if name.rsplit(SEP, 1)[-1] in SPLIT_MEASURES:
             high, low = split_micro(value)
             out.append((name, low, name + HIGH_SUFFIX, high))
         else:
@@ -388,7 +391,7 @@ def revenue_rows(counters_by_day: Iterable[tuple[str, Mapping[str, int]]], group
         for name, value in counters.items():
             where, measure = parse_counter_field(name)
             amount = int(value)
-            if measure.endswith(HIGH_SUFFIX) and measure[: -len(HIGH_SUFFIX)] in _MICRO_MEASURES:
+            if measure.endswith(HIGH_SUFFIX) and measure[: -len(HIGH_SUFFIX)] in SPLIT_MEASURES:
                 measure, amount = measure[: -len(HIGH_SUFFIX)], amount * HIGH_UNIT
             key = where.value(group_by, day)
             row = rows.get(key)

@@ -11,7 +11,7 @@
 -- ARGV[2] = JSON list of entries:
 --   {"id": stream id,
 --    "add": [[key index, field, "n"], ...]                counters and learned counts to increment;
---           [key index, field, "n", high field, "h"]       a revenue measure: its low and high parts,
+--           [key index, field, "n", high field, "h"]       a money measure: its low and high parts,
 --                                                          whole units of 10^12 carried from low to high
 --    "keep": record index, "undo": JSON string,          an original postback: what its reversal takes back
 --    "rev_key": counter index, "rev_day": "YYYYMMDD",    the day of its reversal, when one was announced
@@ -67,7 +67,7 @@ local function take_back()
   done = {}
 end
 
--- Add n to field; for a revenue measure also h to its high field, then carry the
+-- Add n to field; for a money measure also h to its high field, then carry the
 -- low field's whole units of 10^12 into it (read as text: exact at any size).
 local function add(key, field, n, high, h)
   local r = incr(key, field, n)
@@ -101,7 +101,7 @@ local function apply_undo(counters, taken)
     failure = 'the stored undo of the reversed event is not readable'
     return false
   end
-  if ops[1] == nil then -- {field: "n"}, as records written before revenue had high fields
+  if ops[1] == nil then -- {field: "n"}, as records written before money measures had high fields
     for field, n in pairs(ops) do
       if not add(counters, field, n) then
         return false
