@@ -73,3 +73,27 @@ def test_exception_keeps_the_traceback(caplog):
             quiet.exception("batch failed")
     (record,) = caplog.records
     assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+
+
+def test_a_librarys_logger_is_limited_by_a_filter(caplog):
+    from wallet_market.quiet_logs import RepeatFilter
+
+    clock = FakeClock()
+    library = logging.getLogger("some.library")
+    gate = RepeatFilter(interval_seconds=5, clock=clock)
+    library.addFilter(gate)
+    try:
+        with caplog.at_level(logging.WARNING, logger="some.library"):
+            for _ in range(100):
+                library.error("RedisError")
+                clock.now += 0.01
+            clock.now += 5
+            library.error("RedisError")
+            library.warning("another %s", "thing")
+    finally:
+        library.removeFilter(gate)
+    assert lines(caplog) == [
+        "RedisError",
+        "RedisError [99 more like this left out since the last one logged]",
+        "another thing",
+    ]

@@ -16,6 +16,7 @@ from typing import Any, Callable, Generic, TypeVar
 
 import redis
 
+from ..quiet_logs import RepeatLimiter
 from .catalogue import CatalogueStore
 from .keys import Keys
 
@@ -53,6 +54,7 @@ class SnapshotHolder(Generic[T]):
         self._pubsub = None
         self.last_error: str | None = None
         self.listeners: list[Callable[[Snapshot[T]], None]] = []
+        self._quiet = RepeatLimiter(log)
 
     @property
     def current(self) -> Snapshot[T] | None:
@@ -69,7 +71,7 @@ class SnapshotHolder(Generic[T]):
                 record = self.store.load_version(version)
             except redis.RedisError as exc:
                 self.last_error = str(exc)
-                log.warning("snapshot refresh failed, keeping version %s: %s", self.version, exc)
+                self._quiet.warning("snapshot refresh failed, keeping version %s: %s", self.version, exc)
                 return False
             snapshot = Snapshot(version=version, loaded_at=time.time(), record=record, built=self.build(record))
             self._current = snapshot
