@@ -1,5 +1,5 @@
 """A typo in a money, rate or count field is a 422 naming the field, through the API and the service alike."""
-from tests.catalogue_fixtures import catalogue, product
+from tests.catalogue_builders import admin_catalogue as catalogue, admin_product as product
 
 from wallet_market.api.schemas import PostbackSchema
 from wallet_market.services.errors import Invalid

@@ -45,3 +45,14 @@ def test_dead_letters_are_listed_and_replayed_once(cli, redis_client, key_prefix
     assert worker.run_until_idle() == 1
     (row,) = revenue_rows(ledger.counters(["20260101"]), "product")
     assert (row["clicks"], row["platform_revenue_fen"]) == (1, 100)  # counted once: 1 RMB per click
+
+
+def test_an_entry_that_is_not_even_text_is_listed(cli, redis_client, key_prefix):
+    keys = Keys(key_prefix)
+    ledger = Ledger(redis_client, keys)
+    ledger.ensure_group()
+    redis_client.xadd(keys.event_stream(), {"e": b"\xff\xfe not utf-8"})
+    LedgerWorker(redis_client, keys, consumer="w1", claim_idle_ms=1, block_ms=10).run_until_idle()
+    (dead,) = json.loads(cli("ledger", "dead-letters", "--json").output)
+    assert dead["reason"] == "unreadable" and dead["attempts"] == 1
+    assert dead["event"] == "\ufffd\ufffd not utf-8"

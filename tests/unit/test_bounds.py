@@ -5,7 +5,7 @@ from wallet_market.domain import bounds
 from wallet_market.domain.catalogue import Product
 from wallet_market.domain.guards import catalogue_violations, product_violations
 
-from catalogue_builders import catalogue, page, partner, product, slot
+from tests.catalogue_builders import catalogue, page, partner, product, slot
 
 
 def fields_of(violations, guard="bounds"):

@@ -61,14 +61,13 @@ def dead_letters(replay: bool, ids: tuple[str, ...], as_json: bool, limit: int) 
 
 
 def _as_dict(dead) -> dict[str, Any]:
-    payload = dead.fields.get(b"e")
-    event: Any
-    try:
-        event = json.loads(payload) if payload is not None else None
-    except ValueError:
-        event = payload.decode("utf-8", "replace")
-    if payload is None and dead.fields:
-        event = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in dead.fields.items()}
+    payload = dead.fields.get("e")
+    event: Any = dict(dead.fields) or None  # an entry without an event payload: show what it holds
+    if payload is not None:
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            event = payload
     when = datetime.fromtimestamp(dead.set_aside_at_ms / 1000, tz=timezone.utc)
     return {
         "dead_letter_id": dead.dead_letter_id,

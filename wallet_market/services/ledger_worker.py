@@ -26,13 +26,14 @@ back on the stream after the cause is fixed.
 """
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import socket
 import threading
 import time
 from datetime import date, datetime, timezone
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Final, Literal, Sequence
 
 import orjson
 import redis
@@ -57,6 +58,7 @@ from ..domain.funnel import (
 )
 from ..store.caps import LeadCaps, UserFacts
 from ..store.catalogue import CatalogueStore
+from ..store.connection import RedisClient
 from ..store.keys import Keys
 from ..store.ledger import ApplyRaced, CatalogueVersions, Ledger, StreamEntry
 from ..quiet_logs import RepeatLimiter
@@ -67,10 +69,18 @@ HOUSEKEEPING_SECONDS = 5.0
 TRIM_SECONDS = 60.0
 # Applied entries stay in the stream a day, for inspection and replay.
 STREAM_KEEP_SECONDS = 86_400
-_CONFIGURED = object()
 PLAN_CACHE_SIZE = 50_000
 # Deliveries of an entry that fails to apply before it is set aside in the dead-letter stream.
 APPLY_ATTEMPTS = 3
+
+
+class _Default(enum.Enum):
+    """The default of :meth:`LedgerWorker.step`'s ``block_ms``: the worker's own setting."""
+
+    CONFIGURED = enum.auto()
+
+
+_CONFIGURED: Final = _Default.CONFIGURED
 
 
 def default_consumer_name() -> str:
@@ -97,7 +107,7 @@ class _KeyIndex:
 class LedgerWorker:
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         keys: Keys,
         *,
         consumer: str | None = None,
@@ -159,7 +169,7 @@ class LedgerWorker:
             if len(entries) < self.batch_size:
                 return total
 
-    def step(self, block_ms: int | None | object = _CONFIGURED) -> int:
+    def step(self, block_ms: int | None | Literal[_Default.CONFIGURED] = _CONFIGURED) -> int:
         """One round: reclaim stale entries (now and then), apply a batch of new ones, housekeeping.
 
         ``block_ms`` bounds the wait for new entries (None: do not wait); by
@@ -205,7 +215,7 @@ class LedgerWorker:
         counted (set aside after the last); the rest of the batch is applied.
         """
         started = time.perf_counter()
-        readable: list[StreamEntry] = []
+        readable: list[tuple[StreamEntry, LedgerEvent]] = []
         for entry in entries:
             if entry.event is None:
                 if entry.raw:
@@ -217,13 +227,13 @@ class LedgerWorker:
             if problem is not None:
                 self._set_aside(entry, problem)
                 continue
-            readable.append(entry)
+            readable.append((entry, entry.event))
         if not readable:
             return 0
-        failed = self.apply_user_effects([(e.origin_id, e.event) for e in readable])
-        ready = [(e.entry_id, e.event) for e in readable if e.origin_id not in failed]
+        failed = self.apply_user_effects([(entry.origin_id, event) for entry, event in readable])
+        ready = [(entry.entry_id, event) for entry, event in readable if entry.origin_id not in failed]
         applied, failures = self.apply_counters(ready)
-        for entry in readable:
+        for entry, _ in readable:
             if entry.origin_id in failed:
                 failures.append((entry.entry_id, failed[entry.origin_id]))
         for entry_id, reason in failures:

@@ -7,9 +7,10 @@ import time
 from typing import Any
 
 import orjson
-import redis
 
+from .connection import RedisClient
 from .keys import Keys
+from .replies import text
 
 ROLES = ("app", "pm", "finance", "internal")
 
@@ -19,7 +20,7 @@ def key_hash(api_key: str) -> str:
 
 
 class ApiKeyStore:
-    def __init__(self, client: redis.Redis, keys: Keys):
+    def __init__(self, client: RedisClient, keys: Keys):
         self.client = client
         self.keys = keys
 
@@ -55,7 +56,7 @@ class ApiKeyStore:
             used = last_used.get(digest)
             out.append(
                 {
-                    "key_id": key_id_of(digest.decode(), record),
+                    "key_id": key_id_of(text(digest), record),
                     "name": record.get("name", ""),
                     "role": record.get("role", ""),
                     "created_at": record.get("created_at"),
@@ -72,7 +73,8 @@ class ApiKeyStore:
         PUBLISH inside a transaction).
         """
         records = self.client.hgetall(self.keys.api_keys())
-        found = [(d, orjson.loads(raw)) for d, raw in records.items() if key_id_of(d.decode(), orjson.loads(raw)) == key_id]
+        parsed = [(digest, orjson.loads(raw)) for digest, raw in records.items()]
+        found = [(digest, record) for digest, record in parsed if key_id_of(text(digest), record) == key_id]
         if len(found) != 1:
             return None
         digest, record = found[0]

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import orjson
 import redis
 
+from .connection import RedisClient
 from .keys import Keys
 from .ledger import script_text
 
@@ -80,7 +81,7 @@ def parse_key_reads(results: Sequence[Any], read_record: bool) -> tuple[KeyFacts
     return KeyFacts(record, read_record, int(count)), 1
 
 
-def read_key_facts(client: redis.Redis, keys: Keys, api_key_hash: str, read_record: bool) -> KeyFacts:
+def read_key_facts(client: RedisClient, keys: Keys, api_key_hash: str, read_record: bool) -> KeyFacts:
     """One round trip for a request that only needs its caller's key checked."""
     pipe = client.pipeline(transaction=False)
     queue_key_reads(pipe, keys, api_key_hash, read_record, time.time())
@@ -88,7 +89,7 @@ def read_key_facts(client: redis.Redis, keys: Keys, api_key_hash: str, read_reco
 
 
 def read_layout_facts(
-    client: redis.Redis,
+    client: RedisClient,
     keys: Keys,
     *,
     api_key_hash: str,

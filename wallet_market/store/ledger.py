@@ -25,11 +25,14 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import orjson
 import redis
+from redis.typing import EncodableT, FieldT, XReadGroupResponse
 
 from ..domain.catalogue import Catalogue
 from ..domain.funnel import LedgerEvent
 from .catalogue import CatalogueStore, UnknownVersion
+from .connection import RedisClient
 from .keys import Keys
+from .replies import int_hash, text_hash
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,7 @@ def script_text(name: str) -> str:
     return resources.files("wallet_market.store").joinpath("scripts", f"{name}.lua").read_text(encoding="utf-8")
 
 
-def register(client: redis.Redis, name: str):
+def register(client: RedisClient, name: str):
     """A redis-py :class:`~redis.commands.core.Script` (EVALSHA with a load on first use)."""
     return client.register_script(script_text(name))
 
@@ -83,12 +86,12 @@ class DeadLetter:
     reason: str
     attempts: int
     set_aside_at_ms: int
-    fields: dict[bytes, bytes]
+    fields: dict[str, str]  # the entry's own fields: "e", its event's payload
 
     @property
     def event(self) -> LedgerEvent | None:
         try:
-            return decode_event(self.fields[b"e"])
+            return decode_event(self.fields["e"].encode())
         except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
             return None
 
@@ -98,7 +101,7 @@ class ApplyRaced(RuntimeError):
 
 
 class Ledger:
-    def __init__(self, client: redis.Redis, keys: Keys, group: str = CONSUMER_GROUP):
+    def __init__(self, client: RedisClient, keys: Keys, group: str = CONSUMER_GROUP):
         self.client = client
         self.keys = keys
         self.group = group
@@ -140,8 +143,7 @@ class Ledger:
 
     def postback_record(self, partner_id: str, event_id: str) -> dict[str, str]:
         """A postback's record: its ``entry``, ``type``, and how it was reversed (for reconciliation)."""
-        raw = self.client.hgetall(self.keys.postback_record(partner_id, event_id))
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        return text_hash(self.client.hgetall(self.keys.postback_record(partner_id, event_id)))
 
     # -- consuming ---------------------------------------------------------
     def ensure_group(self) -> None:
@@ -157,12 +159,12 @@ class Ledger:
         answer = self.client.xreadgroup(
             self.group, consumer, {self.keys.event_stream(): ">"}, count=count, block=block_ms
         )
-        return self._entries(answer[0][1] if answer else [])
+        return self._entries(_stream_entries(answer))
 
     def read_own_pending(self, consumer: str, count: int) -> list[StreamEntry]:
         """Entries delivered to ``consumer`` earlier and not yet acknowledged (after a restart)."""
         answer = self.client.xreadgroup(self.group, consumer, {self.keys.event_stream(): "0"}, count=count)
-        return self._entries(answer[0][1] if answer else [])
+        return self._entries(_stream_entries(answer))
 
     def claim_stale(self, consumer: str, min_idle_ms: int, count: int) -> list[StreamEntry]:
         """Take over entries another consumer left unacknowledged for ``min_idle_ms`` (XAUTOCLAIM)."""
@@ -241,16 +243,20 @@ class Ledger:
     def dead_letters(self, count: int = 1000) -> list[DeadLetter]:
         """The dead letters, oldest first (at most ``count``)."""
         out = []
-        for raw_id, fields in self.client.xrange(self.keys.dead_letters(), count=count):
-            dead_letter_id = _text(raw_id) or ""
+        for raw_id, raw_fields in self.client.xrange(self.keys.dead_letters(), count=count) or ():
+            if raw_id is None or raw_fields is None:
+                continue
+            dead_letter_id = _lenient_text(raw_id)
+            # what could not be read may not be UTF-8 either: shown with replacement characters
+            fields = {_lenient_text(k): _lenient_text(v) for k, v in raw_fields.items()}
             out.append(
                 DeadLetter(
                     dead_letter_id=dead_letter_id,
-                    entry_id=_text(fields.get(b"entry_id")) or "",
-                    reason=_text(fields.get(b"reason")) or "",
-                    attempts=int(fields.get(b"attempts") or 1),
+                    entry_id=fields.get("entry_id", ""),
+                    reason=fields.get("reason", ""),
+                    attempts=int(fields.get("attempts") or 1),
                     set_aside_at_ms=int(dead_letter_id.split("-")[0]),
-                    fields={k: v for k, v in fields.items() if k not in (b"entry_id", b"reason", b"attempts")},
+                    fields={k: v for k, v in fields.items() if k not in ("entry_id", "reason", "attempts")},
                 )
             )
         return out
@@ -275,7 +281,7 @@ class Ledger:
         if group.get("lag") is not None:
             return pending + int(group["lag"])
         last = _text(group.get("last-delivered-id")) or "0-0"
-        undelivered = len(self.client.xrange(stream, min=f"({last}", count=10_000))
+        undelivered = len(self.client.xrange(stream, min=f"({last}", count=10_000) or [])
         return pending + undelivered
 
     def trim(self, keep_seconds: int, now_ms: int) -> int:
@@ -305,13 +311,25 @@ class Ledger:
         pipe = self.client.pipeline(transaction=False)
         for day in days:
             pipe.hgetall(self.keys.counters(day))
-        return [
-            (day, {k.decode(): int(v) for k, v in raw.items()}) for day, raw in zip(days, pipe.execute())
-        ]
+        return [(day, int_hash(raw)) for day, raw in zip(days, pipe.execute())]
 
     def learned_counts(self) -> dict[str, int]:
         """Observed funnel counts per product and risk tier (one HGETALL)."""
-        return {k.decode(): int(v) for k, v in self.client.hgetall(self.keys.learned_rates()).items()}
+        return int_hash(self.client.hgetall(self.keys.learned_rates()))
+
+
+def _stream_entries(answer: XReadGroupResponse) -> list[Any]:
+    """The entries of the one stream an XREADGROUP read (the RESP2 reply ``[[stream, entries]]``)."""
+    if not answer:
+        return []
+    if not isinstance(answer, list):
+        raise TypeError("XREADGROUP answered in RESP3 form; the store's clients speak RESP2")
+    entries: list[Any] = answer[0][1]
+    return entries
+
+
+def _lenient_text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def _text(value: Any) -> str | None:

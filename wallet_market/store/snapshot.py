@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Generic, TypeVar
 
 import redis
+from redis.client import PubSub
 
 from ..quiet_logs import RepeatLimiter
 from .catalogue import CatalogueStore
+from .connection import RedisClient
 from .keys import Keys
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ class SnapshotHolder(Generic[T]):
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         keys: Keys,
         build: Callable[[dict[str, Any]], T],
         poll_seconds: float = 5.0,
@@ -55,7 +57,7 @@ class SnapshotHolder(Generic[T]):
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pubsub = None
+        self._pubsub: PubSub | None = None
         self.last_error: str | None = None
         self.listeners: list[Callable[[Snapshot[T]], None]] = []
         self._handlers: dict[str, Callable[[bytes], None]] = {}
@@ -135,14 +137,14 @@ class SnapshotHolder(Generic[T]):
         self._close_pubsub()
 
     def _dispatch(self, message: dict[str, Any]) -> None:
-        channel = message.get("channel")
-        channel = channel.decode() if isinstance(channel, bytes) else channel
+        raw_channel, data = message.get("channel"), message.get("data")
+        channel = raw_channel.decode() if isinstance(raw_channel, bytes) else str(raw_channel)
         handler = self._handlers.get(channel)
         if handler is None:
             self.refresh()
             return
         try:
-            handler(message.get("data"))
+            handler(data if isinstance(data, bytes) else str(data).encode())
         except Exception:  # a handler's fault must not stop the listener
             log.exception("handler of %s failed", channel)
 
