@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import metrics
 from .composition import Components, build_components
+from .quiet_logs import RepeatLimiter
 from .services.errors import ServiceError
 from .settings import load_settings
 
@@ -76,6 +77,8 @@ def error_body(status: int, message: str, errors: Mapping[str, Any] | None = Non
 
 
 def _install_error_handlers(app: Flask) -> None:
+    quiet = RepeatLimiter(log)
+
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError):
         response = jsonify(error_body(exc.status, exc.message, exc.errors))
@@ -101,7 +104,7 @@ def _install_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         if isinstance(exc, redis.RedisError):
-            log.warning("Redis unavailable: %s", exc)
+            quiet.warning("Redis unavailable: %s", exc)
             response = jsonify(error_body(503, "storage is unavailable; retry shortly"))
             response.status_code = 503
             response.headers["Retry-After"] = "1"

@@ -141,7 +141,12 @@ def build_components(settings: Settings) -> Components:
     user_tokens = UserTokens(settings.secret_key, settings.user_token_ttl_seconds)
     impression_tokens = ImpressionTokens(settings.secret_key, settings.impression_token_ttl_seconds)
     catalogue_store = CatalogueStore(client, keys)
-    access = Access(ApiKeyStore(hot_client, keys), user_tokens, settings.rate_limit_per_minute)
+    access = Access(
+        ApiKeyStore(hot_client, keys),
+        user_tokens,
+        settings.rate_limit_per_minute,
+        outage_grace_seconds=settings.api_key_outage_grace_seconds,
+    )
 
     # The catalogue each serving snapshot is built from: learned funnel rates replace the priors.
     ledger = Ledger(client, keys)
@@ -154,6 +159,8 @@ def build_components(settings: Settings) -> Components:
         poll_seconds=settings.snapshot_poll_seconds,
     )
     snapshots.listeners.append(lambda snap: metrics.RULESET_VERSION.set(snap.version))
+    # The process's one subscriber also tells the key cache which keys were revoked.
+    snapshots.subscribe(keys.api_keys_revoked_channel(), access.on_revoked)
 
     # The partner gateway: one pooled, signed client with breakers shared through Redis.
     partner_client = PartnerClient(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from ..domain import bounds
 from ..domain.catalogue import RISK_TIERS
 from ..services.catalogue_schemas import (  # noqa: F401  (the admin API's entity schemas)
     BPS_RANGE,
@@ -254,8 +255,9 @@ class PostbackSchema(Schema):
         metadata={"description": "the impression token of the layout slot that led to this event (optional for a reversal)"},
     )
     amount = fields.Integer(
-        load_default=None, allow_none=True, strict=True, validate=validate.Range(min=0, max=10**12),
-        metadata={"description": "fen; the amount lent for a disbursal"},
+        load_default=None, allow_none=True, strict=True,
+        validate=validate.Range(min=bounds.POSTBACK_AMOUNT_FEN.low, max=bounds.POSTBACK_AMOUNT_FEN.high),
+        metadata={"description": "fen; the amount lent for a disbursal (at most 100,000,000: 1,000,000 RMB)"},
     )
     occurred_at = EpochTime(load_default=None, allow_none=True)
     reverses = fields.String(

@@ -3,6 +3,7 @@
 - :mod:`.catalogue`: ``catalog load|export`` (product managers);
 - :mod:`.access`: ``keys``, ``token`` (operators and the internal systems);
 - :mod:`.funnel`: ``worker``, ``postback-secret`` (the ledger);
+- :mod:`.ledger`: ``ledger dead-letters`` (entries the worker set aside, and their replay);
 - :mod:`.finance`: ``finance compare|reconcile`` (finance);
 - :mod:`.partners`: ``partners check|settlement`` (partner integration);
 - :mod:`.serve` and :mod:`.demo`: running the service and showing it.
@@ -17,7 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import click
 
-from . import access, catalogue, demo, finance, funnel, partners, serve
+from . import access, catalogue, demo, finance, funnel, ledger, partners, serve
 
 
 def _version() -> str:
@@ -72,7 +73,7 @@ def main(verbose: bool) -> None:
     )
 
 
-for _module in (catalogue, access, funnel, finance, partners, serve, demo):
+for _module in (catalogue, access, funnel, ledger, finance, partners, serve, demo):
     _module.register(main)
 
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
+from . import bounds
 from .catalogue import (
     CONDITION_FIELDS,
     IN_HOUSE,
     PRODUCT_STATUSES,
     RULE_ACTIONS,
     SETTLEMENT_MODELS,
-    BPS,
     Catalogue,
     Partner,
     Product,
@@ -70,7 +70,7 @@ def shows_a_rate(text: str) -> bool:
 
 
 def product_violations(product: Product, apr_cap_bps: int) -> list[Violation]:
-    """Every guard (1, 2, 4 and settlement consistency) ``product`` breaks, in guard order.
+    """Every guard (1, 2, 4, settlement consistency and bounds) ``product`` breaks, in guard order.
 
     An empty list means the product may be stored and, as far as the product
     itself goes, placed.
@@ -127,6 +127,7 @@ def product_violations(product: Product, apr_cap_bps: int) -> list[Violation]:
             )
 
     out.extend(_settlement_violations(product))
+    out.extend(bounds_violations(product))
 
     if product.status not in PRODUCT_STATUSES:
         out.append(Violation("status", "status", f"status must be one of {', '.join(PRODUCT_STATUSES)}"))
@@ -149,31 +150,16 @@ def _settlement_violations(product: Product) -> Iterable[Violation]:
             yield Violation("settlement.model", "settlement", "only an in-house product can be self-lent")
         if product.lending is None:
             yield Violation("lending", "settlement", "a self-lent product needs its lending economics")
-    for name in ("cps_rate_bps", "transfer_price_bps"):
-        value = getattr(settlement, name)
-        if not 0 <= value <= BPS:
-            yield Violation(f"settlement.{name}", "settlement", f"{name} must be between 0 and {BPS}")
-    if settlement.fee_fen < 0:
-        yield Violation("settlement.fee_fen", "settlement", "fee_fen cannot be negative")
-    funnel = product.funnel
-    rates: list[tuple[str, Any]] = [
-        ("ctr_bps", funnel.ctr_bps),
-        ("apply_rate_bps", funnel.apply_rate_bps),
-        ("draw_rate_bps", funnel.draw_rate_bps),
-        ("new_customer_rate_bps", funnel.new_customer_rate_bps),
-    ]
-    approval = funnel.approval_rate_bps
-    if isinstance(approval, dict):
-        rates.extend((f"approval_rate_bps.{tier}", value) for tier, value in approval.items())
-    else:
-        rates.append(("approval_rate_bps", approval))
-    for name, value in rates:
-        if not 0 <= value <= BPS:
-            yield Violation(f"funnel.{name}", "funnel", f"{name} must be between 0 and {BPS}")
-    if funnel.avg_loan_fen < 0:
-        yield Violation("funnel.avg_loan_fen", "funnel", "avg_loan_fen cannot be negative")
-    if funnel.term_months < 0:
-        yield Violation("funnel.term_months", "funnel", "term_months cannot be negative")
+
+
+def bounds_violations(product: Product) -> list[Violation]:
+    """Every money, rate, term and count field of ``product`` outside its bound (:mod:`.bounds`).
+
+    The bounds keep each figure within what a lending product really has, and
+    keep every ledger counter far from overflowing.
+    """
+    found = bounds.out_of_bounds(product.to_dict(), bounds.PRODUCT_FIELDS)
+    return [Violation(path, "bounds", message) for path, message in found]
 
 
 def partner_placeable(partner: Partner, today: date) -> str | None:
@@ -211,6 +197,8 @@ def catalogue_violations(catalogue: Catalogue, apr_cap_bps: int) -> list[Violati
                 out.append(
                     Violation(f"partners[{partner_id}].{name}", "card_disclosure", f"{name} cannot be empty")
                 )
+        for path, message in bounds.out_of_bounds(partner.to_dict(), bounds.PARTNER_FIELDS):
+            out.append(Violation(f"partners[{partner_id}].{path}", "bounds", message))
 
     for product_id in sorted(products):
         product = products[product_id]
@@ -229,8 +217,8 @@ def catalogue_violations(catalogue: Catalogue, apr_cap_bps: int) -> list[Violati
             if slot.slot_id in seen:
                 out.append(Violation(f"{prefix}.slot_id", "duplicate_slot", f"slot {slot.slot_id!r} appears twice"))
             seen.add(slot.slot_id)
-            if not 0 <= slot.position_weight_bps <= BPS:
-                message = f"position_weight_bps must be between 0 and {BPS}"
+            if not 0 <= slot.position_weight_bps <= bounds.MAX_RATE_BPS:
+                message = f"position_weight_bps must be between 0 and {bounds.MAX_RATE_BPS}"
                 out.append(Violation(f"{prefix}.position_weight_bps", "slot", message))
             fallback = slot.fallback_product_id
             if fallback is not None:
@@ -266,6 +254,7 @@ def _rule_violations(rule: Rule, catalogue: Catalogue, all_slots: set[str]) -> I
     for name, broken, message in _RULE_PARAMETERS.get(rule.action, ()):
         if broken(rule):
             yield Violation(f"{prefix}.{name}", "rule_parameters", message)
+    yield from _rule_bound_violations(rule, prefix)
     yield from _rule_condition_violations(rule, prefix)
 
 
@@ -320,6 +309,14 @@ _RULE_PARAMETERS: dict[str, tuple[tuple[str, Callable[[Rule], bool], str], ...]]
         ("product_id", _targets_nothing, "an exclude names a product_id or a partner_id"),
     ),
 }
+
+
+def _rule_bound_violations(rule: Rule, prefix: str) -> Iterator[Violation]:
+    """Upper bounds of a rule's numbers (the parameter checks already refuse what is missing or negative)."""
+    for name, bound in bounds.RULE_FIELDS.items():
+        value = getattr(rule, name)
+        if _whole_number(value, 0) and not bound.holds(value):
+            yield Violation(f"{prefix}.{name}", "bounds", bound.message(name))
 
 
 def _rule_condition_violations(rule: Rule, prefix: str) -> Iterator[Violation]:

@@ -27,8 +27,11 @@ from urllib3.exceptions import ReadTimeoutError
 from .. import metrics
 from ..domain.catalogue import Partner
 from ..domain.signing import signed_headers
+from ..quiet_logs import RepeatLimiter, quiet_library_logger
 
 log = logging.getLogger(__name__)
+# One line per kind of failure and interval: a partner (or Redis) down fails every call alike.
+_quiet = RepeatLimiter(log)
 T = TypeVar("T")
 
 OK = "ok"
@@ -146,8 +149,9 @@ def memory_breaker_storage() -> BreakerStorageFactory:
 class _BreakerMetrics(pybreaker.CircuitBreakerListener):
     def state_change(self, cb, old_state, new_state) -> None:
         metrics.PARTNER_BREAKER_OPEN.labels(cb.name).set(1 if new_state.name == pybreaker.STATE_OPEN else 0)
-        log.warning(
-            "partner %s circuit breaker %s -> %s", cb.name, old_state.name if old_state else "-", new_state.name
+        _quiet.warning(
+            "partner %s circuit breaker %s -> %s", cb.name, old_state.name if old_state else "-", new_state.name,
+            key=("breaker", cb.name, new_state.name),
         )
 
 
@@ -169,7 +173,7 @@ class PartnerSecrets:
                         self._secrets = dict(self._read())
                         self._read_at = time.monotonic()
                     except redis.RedisError:
-                        log.warning("partner secrets unreadable; using the last ones read")
+                        _quiet.warning("partner secrets unreadable; using the last ones read")
         return self._secrets.get(partner_id)
 
 
@@ -196,6 +200,8 @@ class PartnerClient:
         self._storages: dict[str, pybreaker.CircuitBreakerStorage] = {}
         self._listener = _BreakerMetrics()
         self._lock = threading.Lock()
+        # pybreaker logs a traceback for each breaker read while Redis is down: one per interval is enough.
+        quiet_library_logger("pybreaker")
 
     # -- connections and breakers ------------------------------------------
     def session(self, partner_id: str) -> requests.Session:
@@ -374,7 +380,7 @@ class PartnerClient:
         if sent:
             metrics.PARTNER_LATENCY.labels(partner_id, purpose, outcome).observe(elapsed)
         if outcome != OK:
-            log.info("partner %s %s: %s (%s)", partner_id, purpose, outcome, detail)
+            _quiet.info("partner %s %s: %s (%s)", partner_id, purpose, outcome, detail, key=(partner_id, purpose, outcome))
         return PartnerResult(
             partner_id=partner_id,
             purpose=purpose,
