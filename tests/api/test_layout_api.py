@@ -1,4 +1,4 @@
-"""GET /v1/layout: the DESIGN §7 contract, signed impressions, one Redis round trip, degraded serving."""
+"""GET /v1/layout: the contract of docs/api.md, signed impressions, one Redis round trip, degraded serving."""
 import redis
 from redis.cluster import RedisCluster
 

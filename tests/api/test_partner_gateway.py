@@ -1,4 +1,4 @@
-"""Pre-screens in real layouts, against partners on loopback (DESIGN §6 guards 5, 6, 8; §7 data-share log)."""
+"""Pre-screens in real layouts, against partners on loopback (docs/guards.md, guards 5, 6, 8; the data-share log of docs/api.md)."""
 import logging
 import time
 

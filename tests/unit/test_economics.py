@@ -1,4 +1,4 @@
-"""Every formula of DESIGN §5, checked against values computed by hand."""
+"""Every formula of docs/economics.md, checked against values computed by hand."""
 from fractions import Fraction
 
 from wallet_market.domain.catalogue import Funnel, Lending, Product

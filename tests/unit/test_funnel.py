@@ -80,7 +80,7 @@ def test_each_settlement_model_earns_on_its_own_event(catalogue):
 def test_a_self_lent_loan_books_the_transfer_price_for_the_platform_and_its_contribution_for_the_group(catalogue):
     # 8,000 RMB lent to a tier-B user over 12 months:
     # platform: 1% transfer price = 80 RMB = 8,000 fen
-    # group: 800,000 × 13/24 × (18 − 3 − 4 − 2 − 1.5)% = 800,000 × 13/24 × 7.5% = 32,500 fen (DESIGN §5's 325 RMB)
+    # group: 800,000 × 13/24 × (18 − 3 − 4 − 2 − 1.5)% = 800,000 × 13/24 × 7.5% = 32,500 fen (the 325 RMB example of docs/economics.md)
     measures = event_measures(event("disbursed", "own_loan", tier="B", amount=800_000, source="in_house"), catalogue)
     assert measures == {
         "loans": 1,

@@ -1,4 +1,4 @@
-"""The compliance guards of DESIGN §6: refused when written, never placed (even when pinned)."""
+"""The compliance guards of docs/guards.md: refused when written, never placed (even when pinned)."""
 from datetime import timedelta
 
 from wallet_market.domain.catalogue import Partner, Product

@@ -1,4 +1,4 @@
-"""Who gets pre-screened, about which product, and how a partner's answer is read (DESIGN §6 guards 3, 5, 8)."""
+"""Who gets pre-screened, about which product, and how a partner's answer is read (docs/guards.md, guards 3, 5, 8)."""
 from datetime import datetime, timezone
 
 import pytest

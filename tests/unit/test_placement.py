@@ -1,4 +1,4 @@
-"""Placement (DESIGN §4): eligibility, rules, assignment, fallbacks, explanations, the wallet story.
+"""Placement (docs/architecture.md): eligibility, rules, assignment, fallbacks, explanations, the wallet story.
 
 Products are paid per click with a 10% click-through, so a fee of F fen earns
 F/10 fen per impression at weight 1 (F × 100,000 micro-fen).
@@ -552,7 +552,7 @@ def test_the_platform_view_ranks_by_what_the_platform_books():
         lending={"apr_bps": 1800, "cost_of_funds_bps": 300, "annual_loss_bps": 250, "opex_bps": 200,
                  "capital_charge_bps": 150},
     )
-    # group view: 51.1875 fen; platform view: 10.5 fen (DESIGN §5). The referral earns 20 fen.
+    # group view: 51.1875 fen; platform view: 10.5 fen (docs/economics.md). The referral earns 20 fen.
     cat = catalogue([inhouse, product("referral", fee_fen=200)],
                     pages=[page("home", [slot("top")])])
     assert slots_of(layout(cat, user())) == {"top": "inhouse"}

@@ -1,4 +1,4 @@
-"""The user profile of DESIGN §7."""
+"""The user profile of docs/api.md."""
 from datetime import date
 
 import pytest

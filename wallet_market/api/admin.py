@@ -100,7 +100,7 @@ def _crud_blueprint(kind: str, id_field: str, schema, entity_cls, description: s
         def post(self, data):
             """Create an entity in the draft
 
-            Refused with 422 naming the field when it breaks a guard of DESIGN §6
+            Refused with 422 naming the field when it breaks a guard of docs/guards.md
             or references something that does not exist.
             """
             return tagged(entity_cls, components().admin.create(kind, data, actor()))

@@ -1,6 +1,6 @@
 """Finance API (role ``finance``): self-lending versus referral for a scenario.
 
-``POST /finance/v1/compare`` takes a finance scenario (DESIGN §7, the same
+``POST /finance/v1/compare`` takes a finance scenario (docs/api.md, the same
 shape the CLI reads as TOML) and models it over the served catalogue. The body
 is validated by the domain's scenario parser, so a 422 names the field the way
 a finance user wrote it (``segments[1].risk_tier``,

@@ -124,7 +124,7 @@ class Revenue(MethodView):
 
         `from` and `to` are UTC days, both included; without them the answer
         covers the last 7 days and its `note` says so. Each row has the earned
-        counts and money of DESIGN §7 and, beside them, the model's expected
+        counts and money of docs/api.md and, beside them, the model's expected
         platform revenue and group contribution for the same impressions
         (`expected_platform_revenue_fen`, `expected_group_contribution_fen`).
         A `slot` is named `page/slot`; a `risk_tier` of null is visitors and

@@ -1,6 +1,6 @@
 """The catalogue: partners, products, pages with slots, and placement rules.
 
-Plain frozen dataclasses built from plain dicts (the shapes of DESIGN §7). The
+Plain frozen dataclasses built from plain dicts (the shapes of docs/api.md). The
 domain imports only the standard library; shape validation of incoming JSON is
 the api layer's job, business guards live in :mod:`wallet_market.domain.guards`.
 """
@@ -129,7 +129,7 @@ class Settlement:
 
 @dataclass(frozen=True, slots=True)
 class Funnel:
-    """Funnel rates of a product (DESIGN §5); ``approval_rate_bps`` may be per risk tier."""
+    """Funnel rates of a product (docs/economics.md); ``approval_rate_bps`` may be per risk tier."""
 
     ctr_bps: int
     apply_rate_bps: int
@@ -449,7 +449,7 @@ class Page:
         }
 
 
-# Request-context fields a rule condition may test (DESIGN §3).
+# Request-context fields a rule condition may test (docs/api.md).
 CONDITION_FIELDS = (
     "logged_in",
     "risk_tier",

@@ -1,4 +1,4 @@
-"""Expected revenue per impression and the self-lending contribution (DESIGN §5).
+"""Expected revenue per impression and the self-lending contribution (docs/economics.md).
 
 Inputs are integer fen and integer basis points. Intermediate results are exact
 ``Fraction`` values so nothing is lost to float rounding; callers round once, at

@@ -1,4 +1,4 @@
-"""Finance scenarios: self-lending versus referral, per segment (DESIGN §2, §5, §7).
+"""Finance scenarios: self-lending versus referral, per segment (docs/economics.md, docs/api.md).
 
 A scenario names traffic segments (risk tier, login state, impressions) and
 partial overrides of product economics. :func:`compare` models every eligible
@@ -16,7 +16,7 @@ view and the break-even annual loss and approval rate at which self-lending
 group-view winner's margin moves when one parameter of the winner or of the
 runner-up moves by ±20%.
 
-Who a segment may be shown follows placement's hard eligibility (DESIGN §4):
+Who a segment may be shown follows placement's hard eligibility (docs/architecture.md):
 
 - a visitor segment (``logged_in = false``) compares only products that need
   no login, so partner products are left out of it rather than shown as zero;
@@ -56,9 +56,9 @@ from .economics import (
     round_half_up,
 )
 
-# Guard 1 of DESIGN §6: no product may be modelled above a 24% all-in APR.
+# Guard 1 (docs/guards.md): no product may be modelled above a 24% all-in APR.
 APR_CAP_BPS = 2_400
-# Guard 2 of DESIGN §6: no loan of 60 days or less, so at least three monthly instalments.
+# Guard 2 (docs/guards.md): no loan of 60 days or less, so at least three monthly instalments.
 MIN_TERM_MONTHS = 3
 MAX_TERM_MONTHS = 120
 SENSITIVITY_STEP_BPS = 2_000  # ±20%
@@ -93,7 +93,7 @@ SEGMENT_FIELDS = (
 
 REFERRAL_MODELS = tuple(m for m in SETTLEMENT_MODELS if m != "self")
 
-# The parameters each settlement model's revenue is directly proportional to (DESIGN §5).
+# The parameters each settlement model's revenue is directly proportional to (docs/economics.md).
 PROPORTIONAL_PARAMETERS: Mapping[str, tuple[str, ...]] = {
     "self": ("ctr", "apply_rate", "approval_rate", "draw_rate", "avg_loan"),
     "cps": ("ctr", "apply_rate", "approval_rate", "draw_rate", "avg_loan", "new_customer_rate", "cps_rate"),
@@ -240,7 +240,7 @@ def _settlement_model_field(errors: _Errors, path: str, value: Any) -> None:
         errors.add(path, f"must be one of {', '.join(SETTLEMENT_MODELS)}")
 
 
-# The product economics a scenario may override, by section (DESIGN §7 product shape).
+# The product economics a scenario may override, by section (the product shape of docs/api.md).
 OVERRIDABLE_FIELDS: Mapping[str, Mapping[str, Any]] = {
     "settlement": {
         "model": _settlement_model_field,
@@ -602,7 +602,7 @@ def breakeven_approval_rate(
 
 @dataclass(frozen=True, slots=True)
 class ComparisonRow:
-    """One product taking all of one segment's impressions (DESIGN §7 row)."""
+    """One product taking all of one segment's impressions (a row of docs/api.md)."""
 
     segment: str
     product_id: str

@@ -1,4 +1,4 @@
-"""Funnel events and what each one adds to the ledger (DESIGN §3, §5, §6 guard 9).
+"""Funnel events and what each one adds to the ledger (docs/economics.md; docs/guards.md, guard 9).
 
 An event is an impression or click reported by the wallet app, or an
 application, approval, rejection, disbursal or reversal reported by a partner
@@ -90,7 +90,7 @@ PAYING_EVENT = {
     "self": DISBURSED,
 }
 
-# The rows of GET /finance/v1/revenue (DESIGN §7 "Earned revenue" plus the model's expectation).
+# The rows of GET /finance/v1/revenue (docs/api.md, earned revenue, plus the model's expectation).
 GROUP_BY = ("channel", "partner", "product", "slot", "risk_tier", "day")
 ROW_MEASURES = (
     "impressions", "clicks", "applications", "approvals", "loans", "disbursed_fen",
@@ -383,7 +383,7 @@ class RevenueRow:
 
 
 def revenue_rows(counters_by_day: Iterable[tuple[str, Mapping[str, int]]], group_by: str) -> list[dict[str, Any]]:
-    """Sum day counters into DESIGN §7 rows grouped by ``group_by``; money rounded half-up once, on read."""
+    """Sum day counters into the rows of docs/api.md grouped by ``group_by``; money rounded half-up once, on read."""
     if group_by not in GROUP_BY:
         raise ValueError(f"group_by must be one of {', '.join(GROUP_BY)}")
     rows: dict[str | None, RevenueRow] = {}

@@ -1,4 +1,4 @@
-"""Compliance guards of DESIGN §6, used both when the catalogue is written and at placement.
+"""Compliance guards of docs/guards.md, used both when the catalogue is written and at placement.
 
 Write time: :func:`product_violations` and :func:`catalogue_violations` list
 every reason a draft cannot be accepted, each naming the JSON path of the field.

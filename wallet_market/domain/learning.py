@@ -1,4 +1,4 @@
-"""Learned funnel rates: the catalogue's priors updated by what the ledger observed (DESIGN §5).
+"""Learned funnel rates: the catalogue's priors updated by what the ledger observed (docs/economics.md).
 
 Each rate is a Beta-smoothed estimate: ``(successes + prior × n₀) / (trials + n₀)``
 where the prior is the catalogue's rate and ``n₀`` its weight in pseudo-trials.

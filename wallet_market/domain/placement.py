@@ -1,4 +1,4 @@
-"""The placement engine (DESIGN §4): which product fills each slot of a page.
+"""The placement engine (docs/architecture.md): which product fills each slot of a page.
 
 :class:`PlacementIndex` holds everything that does not depend on the request,
 built once per published rule set: each product's guard verdict and its
@@ -725,7 +725,7 @@ def _user_reason(e: _Entry, f: _Facts, check_frequency: bool = True) -> str | No
 
 
 def _entry_reason(e: _Entry, f: _Facts, check_frequency: bool = True) -> str | None:
-    """The first reason ``e`` may not be placed for this request, or None (DESIGN §4, §6)."""
+    """The first reason ``e`` may not be placed for this request, or None (docs/architecture.md, placement; docs/guards.md)."""
     if not e.status_ok:
         return "status"
     if e.window is not None and not e.window.contains(f.now):

@@ -2,7 +2,7 @@
 
 Headers ``X-Partner-Id``, ``X-Timestamp`` (epoch seconds) and ``X-Signature``:
 hex HMAC-SHA256 of ``timestamp + "." + body`` with the partner's signing secret
-(DESIGN §7). A request outside the replay window is refused.
+(docs/api.md). A request outside the replay window is refused.
 """
 from __future__ import annotations
 

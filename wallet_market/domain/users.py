@@ -1,4 +1,4 @@
-"""The user profile: the facts internal systems push about a wallet user (DESIGN §3, §7).
+"""The user profile: the facts internal systems push about a wallet user (docs/api.md).
 
 A profile holds what placement may use: risk tier, the in-house credit decision,
 consents, age, region and the SHA-256 of the phone number (never the number).
@@ -44,7 +44,7 @@ class UserProfile:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], user_id: str | None = None) -> "UserProfile":
-        """Build a profile from the DESIGN §7 shape.
+        """Build a profile from the shape of docs/api.md.
 
         ``user_id`` names the user when the body does not (``PUT /v1/users/<user_id>``).
         Raises ``ValueError`` naming the field for a value outside the contract.
@@ -86,7 +86,7 @@ class UserProfile:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The DESIGN §7 profile shape (partner ids sorted, so the output is stable)."""
+        """The profile shape of docs/api.md (partner ids sorted, so the output is stable)."""
         return {
             "user_id": self.user_id,
             "risk_tier": self.risk_tier,

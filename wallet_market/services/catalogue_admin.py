@@ -1,6 +1,6 @@
 """Catalogue administration: draft writes, publish, rollback, load and export.
 
-Every write is validated against the guards of DESIGN §6 on the draft as it
+Every write is validated against the guards of docs/guards.md on the draft as it
 would be after the write; an invalid write is refused whole (nothing is kept)
 with the offending fields named.
 

@@ -193,7 +193,7 @@ class LayoutService:
         issued_at: int,
         degraded: bool,
     ) -> dict[str, Any]:
-        """The DESIGN §7 layout body, each slot with its signed impression token."""
+        """The layout body of docs/api.md, each slot with its signed impression token."""
         decision_id = os.urandom(9).hex()
         risk_tier = profile.risk_tier if profile is not None else None
         tokens = self.impression_tokens.sign_decision(

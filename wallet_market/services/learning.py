@@ -1,4 +1,4 @@
-"""Learned funnel rates in every serving process (DESIGN §5), refreshed in the background.
+"""Learned funnel rates in every serving process (docs/economics.md), refreshed in the background.
 
 :class:`LearnedRates` is a catalogue hook: each serving snapshot is built from
 the published catalogue with its funnel rates replaced by Beta-smoothed

@@ -2,7 +2,7 @@
 
 What a settlement line means (both sides): one partner event that moves
 money, identified by the partner's event id, with the **payout the partner owes
-us** for it in fen — the platform view of DESIGN §5, computed exactly as the
+us** for it in fen — the platform view of docs/economics.md, computed exactly as the
 ledger books earned revenue (:func:`wallet_market.domain.funnel.earned_revenue_fen`)
 under the settlement terms of the rule-set version the impression was served
 under, and rounded half-up to the fen once per event:

@@ -1,6 +1,6 @@
 """Earned revenue (``GET /finance/v1/revenue``): the ledger's counters, grouped for finance.
 
-Rows carry the earned figures of DESIGN §7 beside the model's expected figures
+Rows carry the earned figures of docs/api.md beside the model's expected figures
 for the same impressions, so finance sees how the placement model's forecast
 compares with what partners and the in-house lender actually reported.
 """

@@ -59,7 +59,7 @@ class UserFacts:
         )
 
     def record_in_house_decline(self, user_id: str, decided_on: date) -> bool:
-        """Mark the user declined by the in-house lender on ``decided_on`` (DESIGN §4 cool-down).
+        """Mark the user declined by the in-house lender on ``decided_on`` (the decline cool-down, docs/architecture.md).
 
         A newer decision already on the profile wins; a user with no profile
         gets the safest one (no personalisation, no consent to share) carrying

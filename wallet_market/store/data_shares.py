@@ -1,4 +1,4 @@
-"""The data-share log: every send of a user's data to a partner (DESIGN §6 guard 5, §7).
+"""The data-share log: every send of a user's data to a partner (docs/guards.md, guard 5; docs/api.md).
 
 One Redis stream per user, ``keys.data_shares(user)``, under the user's hash
 tag beside the profile. A send is recorded *before* it leaves, in the same
