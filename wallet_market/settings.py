@@ -43,6 +43,7 @@ class Settings:
     snapshot_poll_seconds: float = _spec(5.0, min=0, max=3600, help="fallback poll when a publish message is missed")
     rate_limit_per_minute: int = _spec(60000, min=1)
     log_level: str = _spec("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    console_session_hours: float = _spec(8.0, min=0.01, max=24 * 30, help="how long a console sign-in lasts")
     # funnel tracking
     max_event_batch: int = _spec(500, min=1, max=10000)
     postback_replay_window_seconds: int = _spec(300, min=1, max=3600)
