@@ -24,7 +24,7 @@ from ..store.access import key_hash
 from .wiring import console_services
 
 CONSOLE_ROLES = ("pm", "finance")
-HOME = {"pm": "console.products", "finance": "console.revenue"}
+HOME = {"pm": "console.catalogue", "finance": "console.revenue"}
 ROLE_NAMES = {"pm": "product manager", "finance": "finance"}
 
 
@@ -108,7 +108,8 @@ def requires(role: str):
         def wrapper(*args, **kwargs):
             viewer = current_viewer()
             if viewer is None:
-                return redirect(url_for("console.login", next=request.full_path.rstrip("?")), 303)
+                expired = 1 if g.get("session_expired") else None
+                return redirect(url_for("console.login", next=request.full_path.rstrip("?"), expired=expired), 303)
             if viewer.role != role:
                 abort(403, f"This page is for {ROLE_NAMES[role]}s; you are signed in as {ROLE_NAMES[viewer.role]}.")
             return view(*args, **kwargs)

@@ -113,6 +113,12 @@ def _storage_down(exc: redis.RedisError):
     return page, status, {"Retry-After": "1"}
 
 
+@console.errorhandler(Exception)
+def _unexpected(exc: Exception):
+    log.exception("unhandled error in the console")
+    return _error_page(500, "Something went wrong", "The page could not be shown; the error is logged.")
+
+
 def install(app: Flask) -> None:
     from . import views_catalogue, views_common, views_finance  # noqa: F401  (routes register on import)
 
