@@ -40,7 +40,7 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def entity_changes(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> list[FieldChange]:
     old, new = flatten(before or {}), flatten(after or {})
-    paths = list(dict.fromkeys([*old, *new]))
+    paths = list(dict.fromkeys([*new, *old]))  # in the order of the newer version
     return [FieldChange(p, old.get(p), new.get(p)) for p in paths if old.get(p) != new.get(p)]
 
 

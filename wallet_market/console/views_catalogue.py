@@ -77,7 +77,7 @@ def catalogue_new(kind: str):
         new_id = submitted.get(form.id_field, "").strip()
         flash(f"Created {form.singular} {new_id} in the draft.", "ok")
         return redirect(url_for("console.catalogue_edit", kind=kind, entity_id=new_id), 303)
-    field_errors, general = route_errors(form, errors, None)
+    field_errors, general = route_errors(form, errors, str(submitted.get(form.id_field, "")).strip() or None)
     return _render_entity(form, kind, None, forms.form_values(form, forms.BLANK[kind], submitted), field_errors, general, 422)
 
 
