@@ -243,3 +243,11 @@ def test_pages_are_utf8_and_load_nothing_from_elsewhere(pm):
     assert "http://" not in html.split("<body>")[0] and "https://" not in html.split("<body>")[0]
     assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     assert pm.client.get("/console/static/vendor/htmx/htmx.min.js").status_code == 200
+
+
+def test_the_api_opens_no_console_session(pm, auth):
+    """The session cookie is scoped to /console: API calls neither read nor set it."""
+    response = pm.client.get("/v1/layout?page=home", headers=auth("app"))
+    assert response.status_code == 200
+    assert not response.headers.getlist("Set-Cookie")
+    assert pm.client.get("/openapi.json").status_code == 200

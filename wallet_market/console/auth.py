@@ -18,6 +18,7 @@ from functools import wraps
 from urllib.parse import urlsplit
 
 from flask import abort, g, redirect, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
 
 from ..services.access import Forbidden, Principal, Unauthorized
 from ..store.access import key_hash
@@ -47,7 +48,17 @@ def session_secret(secret_key: str) -> bytes:
     return hmac.new(secret_key.encode(), b"wallet_market console session", hashlib.sha256).digest()
 
 
+class ConsoleSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, opened only under ``/console``: the API's requests pay nothing for them."""
+
+    def open_session(self, app, request):
+        if not request.path.startswith(app.config["SESSION_COOKIE_PATH"]):
+            return None  # a null session: never read, never saved
+        return super().open_session(app, request)
+
+
 def configure(app, hours: float, production: bool) -> None:
+    app.session_interface = ConsoleSessions()
     app.config.update(
         SESSION_COOKIE_NAME="wm_console",
         SESSION_COOKIE_PATH="/console",
