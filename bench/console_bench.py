@@ -90,10 +90,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
-    from wallet_market.cli import load_demo_if_empty
+    from wallet_market.services.catalogue_files import load_demo_if_empty
 
     with BenchStore("console") as store:
-        load_demo_if_empty(store.comps, echo=lambda *_: None)
+        load_demo_if_empty(store.comps.admin, store.comps.api_keys, store.comps.settings, echo=lambda _line: None)
         store.comps.snapshots.refresh()
         pm, finance = store.app.test_client(), store.app.test_client()
         sign_in(pm, store.comps.api_keys.create("pm", name="bench-pm"))

@@ -31,7 +31,7 @@ from bench.harness import BenchStore, ensure_wrk, free_port, run_wrk, wait_ready
 BASELINE = (
     "import sys; sys.path.insert(0, %r)\n"
     "from bench.baseline_app import create_baseline_app\n"
-    "from wallet_market.serve import GunicornApp, gunicorn_options\n"
+    "from wallet_market.cli.serve import GunicornApp, gunicorn_options\n"
     "GunicornApp(gunicorn_options('127.0.0.1', %d, %d, %d), factory=create_baseline_app).run()\n"
 )
 
@@ -64,7 +64,7 @@ def user_population(comps, catalogue: dict, count: int) -> list[tuple[str, dict[
     for n in range(count):
         user_id = f"bench-user-{n}"
         consents = rng.choice([partner_ids, partner_ids, partner_ids[: len(partner_ids) // 2], []])
-        comps.users.put_profile(
+        comps.profiles.users.put_profile(
             user_id,
             {
                 "user_id": user_id,

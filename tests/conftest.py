@@ -106,8 +106,29 @@ def auth(api_keys):
 @pytest.fixture
 def demo_app(app, comps):
     """The app with the demo catalogue loaded and published."""
-    from wallet_market.cli import load_demo_if_empty
+    from wallet_market.services.catalogue_files import load_demo_if_empty
 
-    load_demo_if_empty(comps, echo=lambda *_: None)
+    load_demo_if_empty(comps.admin, comps.api_keys, comps.settings, echo=lambda _line: None)
     comps.snapshots.refresh()
     return app
+
+
+@pytest.fixture
+def cli_env(redis_url, key_prefix):
+    """The environment a ``wallet-market`` command needs to share this test's store."""
+    return {
+        "WALLET_MARKET_REDIS_URL": redis_url,
+        "WALLET_MARKET_KEY_PREFIX": key_prefix,
+        "WALLET_MARKET_ENV": "testing",
+        "WALLET_MARKET_SECRET_KEY": TEST_SECRET,
+    }
+
+
+@pytest.fixture
+def cli(cli_env):
+    """``cli("keys", "list")`` runs the command in process against this test's store."""
+    from click.testing import CliRunner
+
+    from wallet_market.cli import main
+
+    return lambda *args: CliRunner().invoke(main, list(args), env=cli_env)

@@ -25,7 +25,7 @@ MODELLED_XINGYUN_FEN = 136
 def earn_demo_revenue(comps, client, app_key: str) -> dict:
     """Publish the demo catalogue and record one user's home page, a click and a disbursal; the layout."""
     publish_demo(comps)
-    comps.users.put_profile(USER_ID, PROFILE)
+    comps.profiles.users.put_profile(USER_ID, PROFILE)
     headers = {"Authorization": f"Bearer {app_key}", "X-User-Token": comps.user_tokens.mint(USER_ID)}
     layout = client.get("/v1/layout?page=home", headers=headers).get_json()
     slots = {s["slot"]: s for s in layout["slots"]}

@@ -12,8 +12,8 @@ import time
 from datetime import date, datetime, time as clock_time, timedelta, timezone
 from pathlib import Path
 
-from wallet_market.cli import read_catalogue_file
-from wallet_market.partners.signing import signed_headers
+from wallet_market.services.catalogue_files import read_catalogue_file
+from wallet_market.domain.signing import signed_headers
 from wallet_market.services.tokens import Impression
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from typing import Any
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from wallet_market.partners.signing import SignatureError, read_headers, verify
+from wallet_market.domain.signing import SignatureError, read_headers, verify
 
 # The number the user signed up with. The service is only ever given its hash.
 TEST_PHONE = "13800138000"

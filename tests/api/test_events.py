@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from wallet_market.cli import read_catalogue_file
+from wallet_market.services.catalogue_files import read_catalogue_file
 from wallet_market.domain.funnel import paced_lead_allowance
 from wallet_market.services.ledger_worker import LedgerWorker
 from wallet_market.services.tokens import Impression
@@ -23,7 +23,7 @@ def market(app, comps):
 
 
 def sign_in(comps, user_id, tier="A", **profile):
-    comps.users.put_profile(user_id, {
+    comps.profiles.users.put_profile(user_id, {
         "user_id": user_id, "risk_tier": tier, "in_house_decision": {"status": "none", "decided_at": None},
         "consents": {"personalized": True, "share_with_partners": PARTNERS}, **profile,
     })
@@ -193,7 +193,7 @@ def test_clicks_on_a_capped_partner_stop_at_its_pace_under_concurrent_requests(c
     for t in threads:
         t.join()
     high = paced_lead_allowance(200, time.time() % 86_400)
-    caps = market.extra["funnel"].lead_caps
+    caps = market.lead_caps
     day = time.strftime("%Y%m%d", time.gmtime())
     # 20 clicks more than the pace allows: the pace's worth are counted, never one more.
     assert low <= caps.leads(day)["lender_a"] <= high
@@ -212,7 +212,7 @@ def test_the_decision_log_records_each_shown_products_propensity(settings_overri
         headers = {"Authorization": f"Bearer {comps.api_keys.create('app')}", "X-User-Token": sign_in(comps, "u1")}
         client = app.test_client()
         bodies = [client.get("/v1/layout?page=home", headers=headers).json for _ in range(20)]
-        log = comps.extra["funnel"].decision_log
+        log = comps.decision_log
         assert log.flush() == 20
         records = {r["decision_id"]: r for r in log.read(100)}
         # Every decision explores the top slot among the 4 loans not shown elsewhere: 1/4 each.
@@ -240,8 +240,8 @@ def test_placement_follows_the_learned_rates(client, auth, market):
     for i in range(0, 600, 100):
         assert post(client, auth, *impressions[i:i + 100]).json["accepted"] == 100
     work(market)
-    assert market.extra["funnel"].learning.refresh() is True
-    assert market.extra["funnel"].learned_rates.observed["cps_loan"]["A"].impressions == 600
+    assert market.learning.refresh() is True
+    assert market.learned_rates.observed["cps_loan"]["A"].impressions == 600
     assert layout(client, auth, token)["top"]["product"]["product_id"] == "own_loan"
     assert market.snapshots.current.built.catalogue.products["cps_loan"].funnel.ctr_bps == 100
 

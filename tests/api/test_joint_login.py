@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from partner_fakes import DEMO_PARTNERS, TEST_PHONE, configure_partner, phone_hash, put_user
-from wallet_market.partners.signing import signed_headers
+from wallet_market.domain.signing import signed_headers
 
 XINGYUN_SECRET = "xingyun-signing-secret-0123456789"
 HAOYUE_SECRET = "haoyue-signing-secret-0123456789"
@@ -75,12 +75,12 @@ def test_the_partner_exchanges_the_token_for_the_fields_the_user_shares(partners
     (share,) = _shares(client, auth, "u-share")
     assert share["partner_id"] == "xingyun_cf" and share["fields"] == answer["fields"]
     assert share["consent"] == "share_with_partners:xingyun_cf" and share["product_id"] == "xingyun_loan"
-    assert share["request_id"] == comps.extra["joint_login"].tokens.open(token).token_id
+    assert share["request_id"] == comps.joint_login.tokens.open(token).token_id
 
 
 def test_each_partner_gets_its_own_user_ref_and_a_bare_profile_shares_only_that(partners, client, auth, comps):
     put_user(client, auth, "u-minimal", age=None, region=None, phone_sha256=None)
-    tokens = comps.extra["joint_login"].tokens
+    tokens = comps.joint_login.tokens
     xingyun = _exchange(client, tokens.mint("u-minimal", "xingyun_cf", "xingyun_loan")).get_json()
     haoyue = _exchange(
         client, tokens.mint("u-minimal", "haoyue_mcl", "haoyue_loan"), partner_id="haoyue_mcl", secret=HAOYUE_SECRET
@@ -101,7 +101,7 @@ def test_a_used_token_is_refused(partners, client, auth, comps):
 
 def test_an_expired_forged_or_foreign_token_is_refused(partners, client, auth, comps):
     put_user(client, auth, "u-refused")
-    tokens = comps.extra["joint_login"].tokens
+    tokens = comps.joint_login.tokens
     expired = tokens.mint("u-refused", "xingyun_cf", "xingyun_loan", now=time.time() - 61)  # ttl is 60 s
     response = _exchange(client, expired)
     assert response.status_code == 403 and response.get_json()["errors"] == {"token": ["expired"]}
@@ -117,7 +117,7 @@ def test_an_expired_forged_or_foreign_token_is_refused(partners, client, auth, c
 
 
 def test_the_exchange_must_be_signed_by_a_known_partner(partners, client, auth, comps):
-    token = comps.extra["joint_login"].tokens.mint("u-sig", "xingyun_cf", "xingyun_loan")
+    token = comps.joint_login.tokens.mint("u-sig", "xingyun_cf", "xingyun_loan")
     body = json.dumps({"token": token}).encode()
     unsigned = client.post("/partner/v1/joint-login/exchange", data=body, headers={"Content-Type": "application/json"})
     assert unsigned.status_code == 401 and unsigned.get_json()["errors"] == {"X-Signature": ["missing_headers"]}

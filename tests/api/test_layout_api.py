@@ -74,7 +74,7 @@ def test_unknown_page_is_404_and_bad_query_names_the_field(demo_app, client, aut
 def test_a_layout_makes_at_most_one_redis_round_trip(demo_app, client, auth, comps, monkeypatch):
     token = _prime_user(client, auth, comps)
     client.get("/v1/layout?page=home", headers=auth("app"))  # the key is now cached
-    pool = comps.hot_redis.connection_pool
+    pool = comps.layouts.client.connection_pool
     checkouts = []
     original = pool.get_connection
 

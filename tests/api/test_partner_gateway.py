@@ -138,7 +138,7 @@ def test_the_breaker_opens_after_failures_and_closes_after_the_partner_recovers(
     assert _shares(client, auth, "u-b3") == []
 
     xingyun.mode = "new"
-    breaker = comps.extra["partner_client"]
+    breaker = comps.partner_client
     _wait_for(lambda: not breaker.breaker_open("xingyun_cf"))
     put_user(client, auth, "u-b4")
     assert _layout(client, auth, comps, "u-b4")[0][0] == "xingyun_loan"

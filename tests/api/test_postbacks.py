@@ -5,8 +5,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from wallet_market.cli import main, read_catalogue_file
-from wallet_market.partners.signing import signed_headers
+from wallet_market.services.catalogue_files import read_catalogue_file
+from wallet_market.domain.signing import signed_headers
 from wallet_market.services.ledger_worker import LedgerWorker
 from wallet_market.services.tokens import Impression
 
@@ -27,7 +27,7 @@ def market(app, comps):
 
 
 def sign_in(comps, user_id, tier="A"):
-    comps.users.put_profile(user_id, {
+    comps.profiles.users.put_profile(user_id, {
         "user_id": user_id, "risk_tier": tier, "in_house_decision": {"status": "none", "decided_at": None},
         "consents": {"personalized": True, "share_with_partners": PARTNERS},
     })
@@ -175,9 +175,8 @@ def test_the_partner_secret_is_set_through_the_admin_api_and_never_returned(clie
     assert send(client, "lender_a", body, secret=rotated).status_code == 202
 
 
-def test_the_in_house_lender_reports_the_same_way(app, client, auth, market):
-    runner = app.test_cli_runner()
-    result = runner.invoke(cli=main, args=["postback-secret", "in_house", "--secret", "in-house-secret-0123"])
+def test_the_in_house_lender_reports_the_same_way(cli, client, auth, market):
+    result = cli("postback-secret", "in_house", "--secret", "in-house-secret-0123")
     assert result.exit_code == 0, result.output
     slots = layout(client, auth, sign_in(market, "u5", tier="B"))
     own = slots["mid"]
@@ -196,7 +195,7 @@ def test_the_in_house_lender_reports_the_same_way(app, client, auth, market):
     assert "own_loan" not in shown
 
 
-def test_a_secret_for_an_unknown_partner_is_refused(app, market):
-    result = app.test_cli_runner().invoke(cli=main, args=["postback-secret", "nobody"])
+def test_a_secret_for_an_unknown_partner_is_refused(cli, market):
+    result = cli("postback-secret", "nobody")
     assert result.exit_code != 0
     assert "no partner 'nobody'" in result.output

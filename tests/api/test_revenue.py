@@ -5,8 +5,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from wallet_market.cli import read_catalogue_file
-from wallet_market.partners.signing import signed_headers
+from wallet_market.services.catalogue_files import read_catalogue_file
+from wallet_market.domain.signing import signed_headers
 from wallet_market.services.ledger_worker import LedgerWorker
 
 CATALOGUE_FILE = Path(__file__).resolve().parent.parent / "funnel_catalogue.toml"
@@ -31,7 +31,7 @@ def earned(app, client, comps, auth):
         partner["signing_secret"] = SECRET
     comps.admin.load(catalogue, actor="test", publish=True)
     comps.snapshots.refresh()
-    comps.users.put_profile("u1", {"user_id": "u1", "risk_tier": "A",
+    comps.profiles.users.put_profile("u1", {"user_id": "u1", "risk_tier": "A",
                                    "consents": {"personalized": True, "share_with_partners": PARTNERS}})
     user = client.get("/v1/layout?page=home", headers=auth("app", **{"X-User-Token": comps.user_tokens.mint("u1")})).json
     visitor = client.get("/v1/layout?page=home", headers=auth("app")).json

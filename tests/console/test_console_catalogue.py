@@ -178,8 +178,8 @@ def test_preview_errors_name_the_field(pm):
 
 
 def test_the_data_share_log_of_a_user(pm, comps):
-    comps.users.put_profile("u-shared", PROFILE | {"user_id": "u-shared"})
-    shares = comps.extra["data_shares"]
+    comps.profiles.users.put_profile("u-shared", PROFILE | {"user_id": "u-shared"})
+    shares = comps.data_shares
     sent = shares.record_send("u-shared", "xingyun_cf", "prescreen", request_id="r-1", product_id="xingyun_loan",
                               fields_for=lambda profile: ("age_band", "region"))
     shares.mark_outcome("u-shared", sent.share_id, "answered")

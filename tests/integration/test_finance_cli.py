@@ -13,7 +13,8 @@ from tests.finance_ledger import (
     settlement_csv,
     settlement_day,
 )
-from wallet_market.cli import main, read_catalogue_file
+from wallet_market.cli import main
+from wallet_market.services.catalogue_files import read_catalogue_file
 from wallet_market.domain.finance import ROW_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent.parent

@@ -6,7 +6,8 @@ from prometheus_client import REGISTRY
 
 from partner_fakes import FakePartner, closed_port_url
 from wallet_market.domain.catalogue import Partner
-from wallet_market.partners.client import PartnerClient, redis_breaker_storage
+from wallet_market.partners.client import PartnerClient
+from wallet_market.store.breakers import redis_breaker_storage
 from wallet_market.partners.prescreen import read_prescreen_answer
 from wallet_market.store.keys import Keys
 

@@ -8,8 +8,9 @@ import pytest
 from partner_fakes import FakePartner, phone_hash
 from wallet_market.domain.placement import PlacementPolicy, UserState
 from wallet_market.domain.users import UserProfile
-from wallet_market.partners.client import PartnerClient, redis_breaker_storage
-from wallet_market.partners.prescreen import PrescreenService
+from wallet_market.partners.client import PartnerClient
+from wallet_market.store.breakers import redis_breaker_storage
+from wallet_market.services.prescreen import PrescreenService
 from wallet_market.services.layouts import build_serving
 from wallet_market.store.data_shares import DataShareStore
 from wallet_market.store.keys import Keys

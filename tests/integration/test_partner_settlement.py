@@ -6,8 +6,9 @@ import pytest
 from partner_fakes import FakePartner
 from wallet_market.domain.catalogue import Partner
 from wallet_market.domain.reconcile import parse_settlement_csv
-from wallet_market.partners.client import PartnerClient, redis_breaker_storage
-from wallet_market.partners.settlement import SettlementClient
+from wallet_market.partners.client import PartnerClient
+from wallet_market.store.breakers import redis_breaker_storage
+from wallet_market.services.settlement import SettlementClient
 from wallet_market.services.errors import Invalid, NotFound, Unavailable
 from wallet_market.store.keys import Keys
 

@@ -15,7 +15,7 @@ from tests.finance_ledger import (
     settlement_day,
 )
 from wallet_market.cli import main
-from wallet_market.partners.signing import SignatureError, read_headers, verify
+from wallet_market.domain.signing import SignatureError, read_headers, verify
 
 REPLAY_WINDOW_SECONDS = 300
 

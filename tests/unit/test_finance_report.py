@@ -13,7 +13,7 @@ from rich.console import Console
 from wallet_market.domain.catalogue import Catalogue
 from wallet_market.domain.finance import compare, parse_scenario
 from wallet_market.domain.reconcile import SettlementLine, reconcile
-from wallet_market.services.finance_report import (
+from wallet_market.reports.finance import (
     percent,
     render_reconciliation,
     render_table,

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from wallet_market.domain.users import UserProfile
-from wallet_market.partners.joint_login import JointLoginTokens, shared_fields, user_ref, with_query
+from wallet_market.services.joint_login import JointLoginTokens, shared_fields, user_ref, with_query
 from wallet_market.services.tokens import InvalidToken
 
 SECRET = "joint-login-test-secret-0123456789abcdef"

@@ -7,7 +7,8 @@ from wallet_market.domain.catalogue import Catalogue
 from wallet_market.domain.placement import UserState
 from wallet_market.domain.users import UserProfile
 from wallet_market.partners.client import BadAnswer, PartnerResponse
-from wallet_market.partners.prescreen import partners_to_ask, read_prescreen_answer
+from wallet_market.partners.prescreen import read_prescreen_answer
+from wallet_market.services.prescreen import partners_to_ask
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=timezone.utc)
 HASH = "a" * 64

@@ -6,7 +6,7 @@ import pytest
 
 from wallet_market.domain.catalogue import Catalogue
 from wallet_market.domain.finance import Scenario, ScenarioError, Segment, apply_overrides, parse_scenario
-from wallet_market.services.finance_report import load_scenario_file
+from wallet_market.reports.finance import load_scenario_file
 
 CATALOGUE = Catalogue.from_dict(
     tomllib.loads(Path(__file__).with_name("finance_catalogue.toml").read_text(encoding="utf-8"))

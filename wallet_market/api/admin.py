@@ -151,9 +151,7 @@ class Preview(MethodView):
         Each candidate is chosen (in which slot), lost (to which product, by how
         much expected revenue) or filtered (by which guard or rule).
         """
-        from ..services.preview import preview_layout
-
-        return preview_layout(components(), data)
+        return components().preview.preview(data)
 
 
 audit = Blueprint("audit", __name__, url_prefix="/admin/v1", description="Who changed what.")

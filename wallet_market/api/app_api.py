@@ -86,19 +86,13 @@ class UserById(MethodView):
             },
         }
         profile = UserProfile.from_dict(body, user_id=user_id)
-        components().users.put_profile(user_id, profile.to_dict())
-        return _for_schema(profile.to_dict())
+        return _for_schema(components().profiles.put(profile))
 
     @users.doc(security=BEARER)
     @users.response(200, UserProfileSchema)
     def get(self, user_id):
         """Read a user's profile facts"""
-        stored = components().users.get_profile(user_id)
-        if stored is None:
-            from ..services.errors import NotFound
-
-            raise NotFound(f"user {user_id!r} has no profile")
-        return _for_schema(stored)
+        return _for_schema(components().profiles.get(user_id))
 
 
 def _for_schema(profile: dict) -> dict:

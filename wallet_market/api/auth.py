@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 from functools import wraps
+from typing import TYPE_CHECKING, Any, Callable
 
 from flask import current_app, g, request
 
+if TYPE_CHECKING:
+    from ..composition import Components
 
-def components():
+
+def components() -> Components:
+    """The services of this process (built by the composition root)."""
     return current_app.extensions["wallet_market"]
 
 
@@ -31,4 +36,4 @@ def actor() -> str:
     return f"{principal.role}:{principal.name}:{principal.key_id}" if principal else "system"
 
 
-BEARER = [{"bearerAuth": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]

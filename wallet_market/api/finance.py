@@ -17,7 +17,7 @@ from marshmallow import Schema, fields, validate
 from ..domain.catalogue import RISK_TIERS
 from ..domain.finance import ScenarioError, compare, parse_scenario
 from ..services.errors import Invalid, ServiceError
-from ..services.finance_report import csv_text
+from ..reports.finance import csv_text
 from .auth import BEARER, components, require
 
 FINANCE = "finance"
@@ -218,6 +218,5 @@ def _file_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "comparison"
 
 
-def install(app, api, components_) -> None:
-    """Register the finance comparison endpoint."""
-    api.register_blueprint(finance)
+def blueprints() -> list[Blueprint]:
+    return [finance]

@@ -1,28 +1,18 @@
 """Funnel tracking over HTTP: app events, partner postbacks and earned revenue.
 
-``install`` wires the funnel services into the application: the blueprints,
-the learned-rates catalogue hook, the decision log on every layout, and (when
-the app runs its background threads) the refreshers that keep them current.
+The services behind these views, and the hooks they add to every layout, are
+wired in :mod:`wallet_market.composition`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import orjson
-import redis
-from flask import Flask, Response, request
+from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Api, Blueprint
+from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
-from ..services.decision_log import DecisionLog
 from ..services.errors import Invalid, ServiceError
-from ..services.events import EventIngestion, parse_batch
-from ..services.learning import LearnedRates, LearningRefresher
-from ..services.postbacks import PostbackService
-from ..services.revenue import earned_revenue
-from ..store.caps import LeadCaps
-from ..store.ledger import CatalogueVersions, Ledger
+from ..services.events import parse_batch
 from .auth import BEARER, components, require
 from .schemas import (
     EventBatchSchema,
@@ -35,24 +25,6 @@ from .schemas import (
 
 class BadRequest(ServiceError):
     status = 400
-
-
-@dataclass
-class FunnelServices:
-    """The funnel's services of one process (``components.extra["funnel"]``)."""
-
-    ledger: Ledger
-    lead_caps: LeadCaps
-    versions: CatalogueVersions
-    events: EventIngestion
-    postbacks: PostbackService
-    learned_rates: LearnedRates
-    learning: LearningRefresher
-    decision_log: DecisionLog
-
-
-def funnel() -> FunnelServices:
-    return components().extra["funnel"]
 
 
 def _json(body, status: int) -> Response:
@@ -84,9 +56,9 @@ class Events(MethodView):
             body = orjson.loads(request.get_data(cache=False))
         except orjson.JSONDecodeError:
             raise BadRequest("the body is not valid JSON", {"_schema": ["expected {\"events\": [...]}"]}) from None
-        services = funnel()
-        batch = parse_batch(body, services.events.max_batch)
-        return _json(services.events.ingest(batch).to_dict(), 202)
+        events_ = components().events
+        batch = parse_batch(body, events_.max_batch)
+        return _json(events_.ingest(batch).to_dict(), 202)
 
 
 partner = Blueprint(
@@ -121,8 +93,8 @@ class Postbacks(MethodView):
         once.
         """
         body = request.get_data(cache=False)
-        services = funnel()
-        partner_id = services.postbacks.authenticate(request.headers, body)
+        postbacks = components().postbacks
+        partner_id = postbacks.authenticate(request.headers, body)
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -133,7 +105,7 @@ class Postbacks(MethodView):
             loaded = PostbackSchema().load(data)
         except ValidationError as exc:
             raise Invalid("the postback is malformed", exc.messages) from None
-        answer = services.postbacks.accept(partner_id, loaded)
+        answer = postbacks.accept(partner_id, loaded)
         return _json(answer.to_dict(), answer.http_status)
 
 
@@ -157,59 +129,8 @@ class Revenue(MethodView):
         A `slot` is named `page/slot`; a `risk_tier` of null is visitors and
         users without one.
         """
-        return _json(earned_revenue(funnel().ledger, args["from_"], args["to"], args["group_by"]), 200)
+        return _json(components().revenue.earned(args["from_"], args["to"], args["group_by"]), 200)
 
 
-def install(app: Flask, api: Api, comps) -> None:
-    """Register the funnel's blueprints and wire its services and hooks into ``comps``."""
-    settings = comps.settings
-    ledger = Ledger(comps.redis, comps.keys)
-    lead_caps = LeadCaps(comps.redis, comps.keys)
-    versions = CatalogueVersions(comps.catalogue_store)
-
-    def current_catalogue():
-        snapshot = comps.snapshots.current
-        return snapshot.built.catalogue if snapshot is not None else None
-
-    learned_rates = LearnedRates(settings.prior_strength)
-    learning = LearningRefresher(
-        ledger,
-        learned_rates,
-        comps.snapshots,
-        interval_seconds=settings.learning_refresh_seconds,
-    )
-    services = FunnelServices(
-        ledger=ledger,
-        lead_caps=lead_caps,
-        versions=versions,
-        events=EventIngestion(
-            ledger, lead_caps, comps.impression_tokens, versions, current_catalogue, settings.max_event_batch
-        ),
-        postbacks=PostbackService(
-            comps.catalogue_store.partner_secret,
-            ledger,
-            comps.impression_tokens,
-            versions,
-            settings.postback_replay_window_seconds,
-        ),
-        learned_rates=learned_rates,
-        learning=learning,
-        decision_log=DecisionLog(comps.redis, comps.keys),
-    )
-    comps.extra["funnel"] = services
-    comps.catalogue_hooks.append(learned_rates)
-    comps.layouts.on_decision.append(services.decision_log.record)
-    try:
-        # The first snapshot of this process is built with what has been learned so far.
-        learned_rates.update(ledger.learned_counts())
-    except redis.RedisError as exc:
-        app.logger.warning("learned rates not loaded at start-up: %s", exc)
-
-    for blueprint in (events, partner, revenue):
-        api.register_blueprint(blueprint)
-
-    if app.config.get("WALLET_MARKET_START_BACKGROUND"):
-        learning.start()
-        services.decision_log.start()
-        comps.closers.append(learning.stop)
-        comps.closers.append(services.decision_log.stop)
+def blueprints() -> list[Blueprint]:
+    return [events, partner, revenue]

@@ -1,7 +1,6 @@
 """Operations endpoints: liveness, readiness, metrics, and the benchmark baseline."""
 from __future__ import annotations
 
-import time
 
 from flask import Response
 from flask.views import MethodView
@@ -30,23 +29,8 @@ class Ready(MethodView):
         503 with the reason when not. A process that lost Redis but holds a
         snapshot still serves layouts (degraded) and says so here.
         """
-        comps = components()
-        snapshot = comps.snapshots.current
-        redis_ok = True
-        try:
-            comps.redis.ping()
-        except Exception:  # any failure to reach Redis means not ready
-            redis_ok = False
-        body = {
-            "ruleset_version": snapshot.version if snapshot else None,
-            "snapshot_age_seconds": round(time.time() - snapshot.loaded_at, 3) if snapshot else None,
-            "redis": "ok" if redis_ok else "unreachable",
-        }
-        if snapshot is None or not redis_ok:
-            body["status"] = "not_ready"
-            return body, 503
-        body["status"] = "ready"
-        return body
+        ready, body = components().health.readiness()
+        return (body, 200) if ready else (body, 503)
 
 
 @ops.route("/metrics")

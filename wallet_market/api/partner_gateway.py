@@ -1,8 +1,8 @@
 """The partner gateway: pre-screens in layouts, joint login, the data-share log, settlement pulls.
 
-``install`` wires the outbound partner client, the pre-screen service (the
-layout's ``before_place`` hook), joint-login links (the layout's ``action_url``
-hook) and the settlement client into the components, and registers:
+The partner client, pre-screens (the layout's ``before_place`` hook) and
+joint-login links (its ``action_url`` hook) are wired in
+:mod:`wallet_market.composition`. This module serves:
 
 - ``POST /partner/v1/joint-login/exchange`` (partner, HMAC-signed);
 - ``GET /admin/v1/data-shares?user_id=`` (role ``pm``).
@@ -10,18 +10,12 @@ hook) and the settlement client into the components, and registers:
 from __future__ import annotations
 
 import orjson
-from flask import Flask, request
+from flask import request
 from flask.views import MethodView
-from flask_smorest import Api, Blueprint
+from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
-from ..domain.catalogue import Partner
-from ..partners.client import PartnerClient, PartnerSecrets, redis_breaker_storage
-from ..partners.joint_login import JointLogin, JointLoginTokens
-from ..partners.prescreen import PrescreenService
-from ..partners.settlement import SettlementClient
-from ..services.errors import Invalid, NotFound, ServiceError
-from ..store.data_shares import DataShareStore
+from ..services.errors import Invalid
 from .auth import BEARER, components, require
 from .schemas import DataShareQueryArgsSchema, DataSharesSchema, JointLoginAnswerSchema, JointLoginExchangeSchema
 
@@ -63,7 +57,7 @@ class JointLoginExchange(MethodView):
         lists them. A token works once and for about a minute; every answered
         exchange is recorded in the data-share log.
         """
-        service: JointLogin = components().extra["joint_login"]
+        service = components().joint_login
         body = request.get_data(cache=True)
         partner_id = service.authenticate(request.headers, body)
         try:
@@ -98,69 +92,9 @@ class DataShares(MethodView):
         consent it relied on with the user's consents at that moment, and what
         came of it (`outcome`).
         """
-        store: DataShareStore = components().extra["data_shares"]
-        shares = store.list(args["user_id"], limit=args["limit"])
+        shares = components().profiles.data_shares(args["user_id"], limit=args["limit"])
         return {"user_id": args["user_id"], "shares": [share.to_dict() for share in shares]}
 
 
-def partner_lookup(comps):
-    """Find a partner in the served catalogue, else in the draft (a partner may be removed after its last day)."""
-
-    def lookup(partner_id: str) -> Partner | None:
-        try:
-            served = comps.layouts.serving().catalogue.partners.get(partner_id)
-        except ServiceError:
-            served = None
-        if served is not None:
-            return served
-        try:
-            return Partner.from_dict(comps.admin.get("partners", partner_id))
-        except NotFound:
-            return None
-
-    return lookup
-
-
-def install(app: Flask, api: Api, comps) -> None:
-    """Wire the partner gateway into ``comps`` and register its blueprints."""
-    settings = comps.settings
-    client = PartnerClient(
-        PartnerSecrets(comps.catalogue_store.partner_secrets),
-        redis_breaker_storage(comps.redis, comps.keys),
-        fail_max=settings.breaker_fail_max,
-        reset_seconds=settings.breaker_reset_seconds,
-    )
-    shares = DataShareStore(comps.redis, comps.keys)
-    prescreen = PrescreenService(
-        client,
-        shares,
-        comps.redis,
-        comps.keys,
-        budget_ms=settings.prescreen_budget_ms,
-        ttl_new_seconds=settings.prescreen_ttl_new_seconds,
-        ttl_existing_seconds=settings.prescreen_ttl_existing_seconds,
-        apr_cap_bps=settings.apr_cap_bps,
-    )
-    joint = JointLogin(
-        JointLoginTokens(settings.secret_key, settings.joint_login_ttl_seconds),
-        comps.redis,
-        comps.keys,
-        shares,
-        comps.catalogue_store.partner_secret,
-        ref_secret=settings.secret_key,
-        replay_window_seconds=settings.postback_replay_window_seconds,
-    )
-    comps.extra.update(
-        partner_client=client,
-        data_shares=shares,
-        prescreen=prescreen,
-        joint_login=joint,
-        settlement=SettlementClient(client, partner_lookup(comps)),
-    )
-    comps.layouts.before_place.append(prescreen.refine)
-    comps.layouts.action_url = joint.action_url
-    comps.closers.append(client.close)
-    comps.closers.append(prescreen.close)
-
-    api.register_blueprint(joint_login)
-    api.register_blueprint(data_shares)
+def blueprints() -> list[Blueprint]:
+    return [joint_login, data_shares]

@@ -20,8 +20,7 @@ from urllib.parse import urlsplit
 from flask import abort, g, redirect, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 
-from ..services.access import Forbidden, Principal, Unauthorized
-from ..store.access import key_hash
+from ..services.access import Forbidden, Principal, Unauthorized, key_hash
 from .wiring import console_services
 
 CONSOLE_ROLES = ("pm", "finance")

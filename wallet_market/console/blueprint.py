@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..domain.economics import round_half_up
 from ..services.errors import ServiceError
-from ..services.finance_report import percent, yuan
+from ..reports.finance import percent, yuan
 from . import auth
 from .wiring import console_services
 

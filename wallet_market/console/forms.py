@@ -377,7 +377,7 @@ def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
 
 def validate_shape(kind: str, entity: Mapping[str, Any]) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
     """The entity through the API's shape schema: ``(loaded, {})`` or ``(None, errors by path)``."""
-    from ..api.schemas import PageSchema, PartnerSchema, ProductSchema, RuleSchema
+    from ..services.catalogue_schemas import PageSchema, PartnerSchema, ProductSchema, RuleSchema
 
     schema = {"partners": PartnerSchema, "products": ProductSchema, "pages": PageSchema, "rules": RuleSchema}[kind]()
     try:

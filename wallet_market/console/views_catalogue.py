@@ -1,14 +1,17 @@
 """Product managers' pages: catalogue, draft changes, publish and rollback, audit, preview, data shares."""
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
-from marshmallow import ValidationError
+import re
+from datetime import date
 
+from flask import abort, flash, redirect, render_template, request, url_for
+
+from ..domain.catalogue import RISK_TIERS
 from ..services.errors import Conflict, Invalid, NotFound, ServiceError
 from . import auth, forms
 from .blueprint import console
 from .diff import KINDS, catalogue_diff, entity_changes
-from .forms import FORMS, flatten_messages, route_errors
+from .forms import FORMS, route_errors
 from .wiring import console_services
 
 PM = "pm"
@@ -183,10 +186,11 @@ def audit():
 # -- preview and data shares -------------------------------------------------------------------
 
 PREVIEW_DEFAULTS = {"page": "home", "logged_in": True, "personalized": True, "risk_tier": "", "shares": []}
+DECISIONS = ("none", "approved", "declined")
 
 
-def _preview_form() -> tuple[dict, dict]:
-    """The preview form's values (from the query string) and the preview request they describe."""
+def _preview_form() -> tuple[dict, dict, dict[str, list[str]]]:
+    """The preview form's values (from the query string), the preview request they describe, and its errors."""
     args = request.args
     submitted = args.get("submitted") == "1"
     values = {
@@ -194,64 +198,72 @@ def _preview_form() -> tuple[dict, dict]:
         "draft": submitted and args.get("draft") == "1",
         "logged_in": args.get("logged_in") == "1" if submitted else True,
         "personalized": args.get("personalized") == "1" if submitted else True,
-        "user_id": args.get("user_id", ""),
+        "user_id": args.get("user_id", "").strip(),
         "risk_tier": args.get("risk_tier", ""),
         "shares": [p for p in args.getlist("share_with_partners") if p],
-        "age": args.get("age", ""),
-        "region": args.get("region", ""),
-        "device_model": args.get("device_model", ""),
-        "app_version": args.get("app_version", ""),
+        "age": args.get("age", "").strip(),
+        "region": args.get("region", "").strip(),
+        "device_model": args.get("device_model", "").strip(),
+        "app_version": args.get("app_version", "").strip(),
         "new_user": submitted and args.get("new_user") == "1",
         "decision": args.get("in_house_decision", "none"),
-        "decided_at": args.get("decided_at", ""),
+        "decided_at": args.get("decided_at", "").strip(),
         "submitted": submitted,
     }
-    user = {
+    errors: dict[str, list[str]] = {}
+    if values["risk_tier"] not in ("", *RISK_TIERS):
+        errors["risk_tier"] = [f"choose one of {', '.join(RISK_TIERS)}, or none"]
+    age = None
+    if values["age"]:
+        if not values["age"].isdigit() or not 0 <= int(values["age"]) <= 130:
+            errors["age"] = ["enter an age in whole years, 0–130"]
+        else:
+            age = int(values["age"])
+    if values["decision"] not in DECISIONS:
+        errors["in_house_decision"] = [f"choose one of {', '.join(DECISIONS)}"]
+    if values["decided_at"]:
+        try:
+            date.fromisoformat(values["decided_at"])
+        except ValueError:
+            errors["decided_at"] = ["enter a date as YYYY-MM-DD"]
+    for name, limit in (("user_id", 128), ("region", 32), ("device_model", 64), ("app_version", 32)):
+        if len(values[name]) > limit:
+            errors[name] = [f"at most {limit} characters"]
+    if values["app_version"] and not re.fullmatch(r"\d+(\.\d+){0,3}", values["app_version"]):
+        errors["app_version"] = ["a version like 5.2.0"]
+    user: dict = {
         "logged_in": values["logged_in"],
         "risk_tier": values["risk_tier"] or None,
         "consents": {"personalized": values["personalized"], "share_with_partners": values["shares"]},
         "new_user": values["new_user"],
         "in_house_decision": {"status": values["decision"], "decided_at": values["decided_at"] or None},
+        "age": age,
     }
     for name in ("user_id", "region", "device_model", "app_version"):
-        if values[name].strip():
-            user[name] = values[name].strip()
-    if values["age"].strip():
-        user["age"] = values["age"].strip()
-    return values, {"page": values["page"], "draft": values["draft"], "user": user}
-
-
-PREVIEW_FIELDS = {"user.consents.share_with_partners": "share_with_partners", "user.in_house_decision.status": "in_house_decision",
-                  "user.in_house_decision.decided_at": "decided_at", "user.consents.personalized": "personalized"}
+        if values[name]:
+            user[name] = values[name]
+    return values, {"page": values["page"], "draft": values["draft"], "user": user}, errors
 
 
 @console.get("/preview")
 @auth.requires(PM)
 def preview():
-    from ..api.schemas import PreviewSchema
-
     services = console_services()
-    values, body = _preview_form()
+    values, body, field_errors = _preview_form()
     serving_catalogue = _served_catalogue(services)
-    result, field_errors, status = None, {}, 200
+    result, status = None, 200
     if values["submitted"]:
-        try:
-            loaded = PreviewSchema().load(body)
-        except ValidationError as exc:
-            loaded = None
-            for path, messages in flatten_messages(exc.messages).items():
-                name = PREVIEW_FIELDS.get(path) or path.split(".")[-1]
-                field_errors.setdefault(name, []).extend(messages)
+        if field_errors:
             status = 422
-        if loaded is not None:
+        else:
             try:
-                result = services.preview(loaded)
+                result = services.preview(body)
             except NotFound as exc:
                 field_errors.setdefault("page", []).append(exc.message)
                 status = 422
     pages = sorted(serving_catalogue.pages) if serving_catalogue else []
     partners = sorted(serving_catalogue.partners) if serving_catalogue else []
-    explanation = {}
+    explanation: dict[str, list] = {}
     if result:
         for entry in result["explanation"]:
             explanation.setdefault(entry["outcome"], []).append(entry)
@@ -277,5 +289,5 @@ def data_shares():
         if not user_id or len(user_id) > 128:
             errors["user_id"] = ["enter a user id of 1–128 characters"]
         else:
-            shares = console_services().data_shares.list(user_id, limit=200)
+            shares = console_services().data_shares(user_id, limit=200)
     return render_template("console/data_shares.html", user_id=user_id, shares=shares, field_errors=errors), 422 if errors else 200

@@ -13,10 +13,10 @@ from ..domain.finance import ScenarioError, compare, parse_scenario
 from ..domain.funnel import GROUP_BY, days_between
 from ..domain.reconcile import SettlementFileError, parse_settlement_csv
 from ..services.errors import ServiceError
-from ..services.finance_demo import base_scenario_path
-from ..services.finance_report import csv_text, write_chart
+from ..reports.finance import csv_text, write_chart
 from ..services.reconciliation import report_rows
 from ..services.revenue import earned_revenue
+from ..settings import find_config_dir
 from . import auth, charts
 from .blueprint import console
 from .wiring import console_services
@@ -119,8 +119,15 @@ def _label(value) -> str:
 # -- compare ------------------------------------------------------------------------------------
 
 
+BASE_SCENARIO = Path("scenarios") / "base.toml"
+
+
 def _base_scenario_text() -> str:
-    return base_scenario_path().read_text(encoding="utf-8")
+    """``scenarios/base.toml`` of the configuration directory, else the one beside the package; else nothing."""
+    for config_dir in (find_config_dir(), Path(__file__).resolve().parents[2] / "config"):
+        if (config_dir / BASE_SCENARIO).exists():
+            return (config_dir / BASE_SCENARIO).read_text(encoding="utf-8")
+    return 'name = "scenario"\n'  # an empty scenario to start from
 
 
 def _scenario_text() -> str:

@@ -26,8 +26,7 @@ from urllib3.exceptions import ReadTimeoutError
 
 from .. import metrics
 from ..domain.catalogue import Partner
-from ..store.keys import Keys
-from .signing import signed_headers
+from ..domain.signing import signed_headers
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -101,22 +100,6 @@ class _Failure(Exception):
 
 
 BreakerStorageFactory = Callable[[str], pybreaker.CircuitBreakerStorage]
-
-
-def redis_breaker_storage(client: redis.Redis, keys: Keys) -> BreakerStorageFactory:
-    """Breaker state in Redis under ``keys.partner_breaker(partner)``, shared by every worker.
-
-    ``client`` must return bytes (pybreaker decodes the state itself), which is
-    how the service's clients are built. While Redis is unreachable pybreaker
-    treats the breaker as closed: partner calls still have their own deadline.
-    """
-
-    def storage(partner_id: str) -> pybreaker.CircuitBreakerStorage:
-        return pybreaker.CircuitRedisStorage(
-            pybreaker.STATE_CLOSED, client, namespace=keys.partner_breaker(partner_id)
-        )
-
-    return storage
 
 
 def memory_breaker_storage() -> BreakerStorageFactory:

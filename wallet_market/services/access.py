@@ -11,10 +11,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import redis
 
 from ..store.access import ApiKeyStore, key_hash
+from ..store.layout_reads import KeyFacts, read_key_facts
 from .errors import ServiceError, Unavailable
 from .tokens import InvalidToken, UserTokens
 
@@ -41,16 +41,6 @@ class Principal:
     key_id: str
 
 
-@dataclass(slots=True)
-class PendingAuth:
-    """Reads queued on a caller's pipeline for one request's authentication."""
-
-    api_key_hash: str
-    cached: Principal | None
-    reads_key: bool
-    results: int
-
-
 class Access:
     def __init__(self, api_keys: ApiKeyStore, user_tokens: UserTokens, rate_limit_per_minute: int):
         self.api_keys = api_keys
@@ -66,24 +56,15 @@ class Access:
             raise Unauthorized("missing API key", {"Authorization": ["expected 'Bearer <api key>'"]})
         return authorization[7:].strip()
 
-    def queue(self, pipe, api_key: str) -> PendingAuth:
-        """Queue this request's key lookup (unless cached fresh) and rate counter on ``pipe``."""
+    def key_reads(self, api_key: str) -> tuple[str, Principal | None]:
+        """The key's hash and its principal when cached fresh (else the record must be read)."""
         digest = key_hash(api_key)
-        cached = self._cached(digest, fresh=True)
-        reads_key = cached is None
-        if reads_key:
-            self.api_keys.lookup(digest, pipe=pipe)
-        self.api_keys.count_rate(digest[:16], int(time.time() // 60), pipe)
-        return PendingAuth(digest, cached, reads_key, 3 if reads_key else 2)
+        return digest, self._cached(digest, fresh=True)
 
-    def finish(self, pending: PendingAuth, results: list[Any], roles: tuple[str, ...]) -> Principal:
-        """Check the queued reads' ``results`` (this request's slice) against the allowed ``roles``."""
-        if pending.reads_key:
-            raw, count = results[0], results[1]
-            principal = self._remember(pending.api_key_hash, raw)
-        else:
-            principal, count = pending.cached, results[0]
-        return self._check(principal, roles, int(count))
+    def finish(self, digest: str, cached: Principal | None, facts: KeyFacts, roles: tuple[str, ...]) -> Principal:
+        """Check what the store said of the key (or the cached principal) against the allowed ``roles``."""
+        principal = self._remember(digest, facts.record) if facts.read else cached
+        return self._check(principal, roles, facts.rate_count)
 
     def degraded(self, api_key: str, roles: tuple[str, ...]) -> Principal:
         """Redis is unreachable: accept a key verified within the last hour."""
@@ -95,13 +76,12 @@ class Access:
     def authenticate(self, authorization: str | None, roles: tuple[str, ...]) -> Principal:
         """One round trip: verify the bearer key, its role and its rate."""
         api_key = self.bearer(authorization)
-        pipe = self.api_keys.client.pipeline(transaction=False)
-        pending = self.queue(pipe, api_key)
+        digest, cached = self.key_reads(api_key)
         try:
-            results = pipe.execute()
+            facts = read_key_facts(self.api_keys.client, self.api_keys.keys, digest, read_record=cached is None)
         except redis.RedisError:
             return self.degraded(api_key, roles)
-        return self.finish(pending, results, roles)
+        return self.finish(digest, cached, facts, roles)
 
     def recheck(self, api_key_hash: str, roles: tuple[str, ...]) -> Principal:
         """Verify a key known only by its hash (a signed-in console session) is still valid, for ``roles``."""
@@ -114,7 +94,7 @@ class Access:
                 if principal is None:
                     raise Unavailable("the key store is unreachable; retry shortly") from None
                 return self._check(principal, roles, 0)
-            principal = self._remember(api_key_hash, orjson.dumps(record) if record else None)
+            principal = self._remember(api_key_hash, record)
         return self._check(principal, roles, 0)
 
     def _check(self, principal: Principal | None, roles: tuple[str, ...], count: int) -> Principal:
@@ -139,10 +119,9 @@ class Access:
             return principal
         return None
 
-    def _remember(self, digest: str, raw: bytes | None) -> Principal | None:
+    def _remember(self, digest: str, record: dict[str, Any] | None) -> Principal | None:
         principal = None
-        if raw:
-            record = orjson.loads(raw)
+        if record:
             principal = Principal(role=record["role"], name=record.get("name", ""), key_id=record.get("key_id", digest[:12]))
         with self._lock:
             if len(self._cache) > 10_000:

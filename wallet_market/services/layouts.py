@@ -26,8 +26,10 @@ from ..domain.placement import (
     place,
 )
 from ..domain.users import UserProfile
+from ..store.connection import RedisClient
+from ..store.keys import Keys
+from ..store.layout_reads import UserFacts, read_layout_facts
 from ..store.snapshot import SnapshotHolder
-from ..store.users import UserStore
 from .access import Access, Principal
 from .errors import NotFound, Unavailable
 from .tokens import ImpressionTokens
@@ -92,17 +94,17 @@ class LayoutResult:
 class LayoutService:
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
+        keys: Keys,
         snapshots: SnapshotHolder,
-        users: UserStore,
         access: Access,
         impression_tokens: ImpressionTokens,
         policy: PlacementPolicy,
         action_url: Callable[[str, str | None, Serving], str] | None = None,
     ):
         self.client = client
+        self.keys = keys
         self.snapshots = snapshots
-        self.users = users
         self.access = access
         self.impression_tokens = impression_tokens
         self.policy = policy
@@ -130,25 +132,27 @@ class LayoutService:
         now = datetime.now(timezone.utc)
         day = now.strftime("%Y%m%d")
 
-        pipe = self.client.pipeline(transaction=False)
-        pending = self.access.queue(pipe, request.api_key)
-        user_reads = 0
-        if user_id is not None:
-            user_reads = self.users.queue_layout_reads(pipe, user_id, day, serving.prescreen_partners)
-            pipe.smembers(self.users.keys.leads_at_cap(day))
-        degraded = False
+        digest, cached = self.access.key_reads(request.api_key)
         try:
-            results = pipe.execute()
+            facts = read_layout_facts(
+                self.client,
+                self.keys,
+                api_key_hash=digest,
+                read_key_record=cached is None,
+                user_id=user_id,
+                day=day,
+                prescreen_partners=serving.prescreen_partners,
+                now=now.timestamp(),
+            )
         except redis.RedisError:
-            degraded = True
-            results = None
-
-        if degraded:
+            facts = None
+        degraded = facts is None
+        if facts is None:
             principal = self.access.degraded(request.api_key, APP_ROLES)
             profile, state = self._degraded_user(user_id)
         else:
-            principal = self.access.finish(pending, results[: pending.results], APP_ROLES)
-            profile, state = self._user(user_id, results[pending.results :], user_reads, serving, now.timestamp())
+            principal = self.access.finish(digest, cached, facts.key, APP_ROLES)
+            profile, state = self._user(user_id, facts.user)
 
         for refine in self.before_place:
             state = refine(profile, state, serving)
@@ -219,27 +223,24 @@ class LayoutService:
             "slots": slots,
         }
 
-    def _user(self, user_id: str | None, results: list, reads: int, serving: Serving, now: float):
-        if user_id is None:
+    @staticmethod
+    def _user(user_id: str | None, facts: UserFacts | None) -> tuple[UserProfile | None, UserState]:
+        if user_id is None or facts is None:
             return None, UserState()
-        raw_profile, impressions, suppressed, prescreen = UserStore.parse_layout_reads(
-            results[:reads], serving.prescreen_partners, now
-        )
-        at_cap = frozenset(p.decode() for p in results[reads])
-        if raw_profile is None:
+        if facts.profile is None:
             # A logged-in user the internal systems have not described yet: the safest profile.
             profile = UserProfile(user_id=user_id, personalized=False)
         else:
-            profile = UserProfile.from_dict(raw_profile, user_id=user_id)
+            profile = UserProfile.from_dict(facts.profile, user_id=user_id)
         return profile, UserState(
-            impressions_today=impressions,
-            suppressed_partners=suppressed,
-            prescreen=prescreen,
-            partners_at_lead_cap=at_cap,
+            impressions_today=facts.impressions_today,
+            suppressed_partners=facts.suppressed_partners,
+            prescreen=facts.prescreen,
+            partners_at_lead_cap=facts.partners_at_lead_cap,
         )
 
     @staticmethod
-    def _degraded_user(user_id: str | None):
+    def _degraded_user(user_id: str | None) -> tuple[UserProfile | None, UserState]:
         if user_id is None:
             return None, UserState()
         return UserProfile(user_id=user_id, personalized=False), UserState()

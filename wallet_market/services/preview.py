@@ -5,24 +5,38 @@ import dataclasses
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from ..domain.placement import RequestContext, UnknownPage, UserState, place
+from ..domain.placement import PlacementPolicy, RequestContext, UnknownPage, UserState, place
 from ..domain.users import UserProfile
+from ..store.catalogue import CatalogueStore
 from .errors import NotFound
-from .layouts import build_serving
+from .layouts import LayoutService, Serving, build_serving
 
 
-def preview_layout(components, data: Mapping[str, Any]) -> dict[str, Any]:
-    """Place ``data["page"]`` for ``data["user"]`` (profile plus context) and explain it.
+class Preview:
+    """The layout a described user would get, explained; over the served or the draft catalogue."""
 
-    With ``draft`` the draft catalogue is used, so a change can be checked before
-    it is published.
-    """
-    if data.get("draft"):
-        _, draft = components.catalogue_store.read_draft()
-        record = {"version": 0, "catalogue": {kind: list(v.values()) for kind, v in draft.items()}}
-        serving = build_serving(record, components.policy)
-    else:
-        serving = components.layouts.serving()
+    def __init__(self, catalogue_store: CatalogueStore, layouts: LayoutService, policy: PlacementPolicy):
+        self.catalogue_store = catalogue_store
+        self.layouts = layouts
+        self.policy = policy
+
+    def preview(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Place ``data["page"]`` for ``data["user"]`` (profile plus context) and explain it.
+
+        With ``draft`` the draft catalogue is used, so a change can be checked
+        before it is published.
+        """
+        if data.get("draft"):
+            _, draft = self.catalogue_store.read_draft()
+            record = {"version": 0, "catalogue": {kind: list(v.values()) for kind, v in draft.items()}}
+            serving = build_serving(record, self.policy)
+        else:
+            serving = self.layouts.serving()
+        return explain_layout(serving, self.policy, data)
+
+
+def explain_layout(serving: Serving, policy: PlacementPolicy, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The explained placement of ``data["page"]`` for ``data["user"]`` over ``serving``."""
     user = dict(data.get("user") or {})
     now = user.get("at") or datetime.now(timezone.utc)
     profile = None
@@ -40,14 +54,14 @@ def preview_layout(components, data: Mapping[str, Any]) -> dict[str, Any]:
     )
     state = UserState(impressions_today=dict(user.get("impressions_today") or {}), prescreen=dict(user.get("prescreen") or {}))
     try:
-        decision = place(serving.index, context, state, components.policy, explain=True)
+        decision = place(serving.index, context, state, policy, explain=True)
     except UnknownPage:
         raise NotFound(f"page {data['page']!r} does not exist", {"page": ["unknown page"]}) from None
     return {
         "page": decision.page_id,
         "ruleset_version": decision.ruleset_version,
         "personalized": decision.personalized,
-        "view": components.policy.view,
+        "view": policy.view,
         "total_expected_micro_fen": decision.total_expected_micro_fen,
         "slots": [
             {**dataclasses.asdict(slot), "product": serving.cards[slot.product_id]} for slot in decision.slots

@@ -28,9 +28,8 @@ batch, not a request path.
 """
 from __future__ import annotations
 
-import csv
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import orjson
@@ -39,8 +38,13 @@ from ..domain.catalogue import Catalogue, Partner
 from ..domain.economics import round_half_up
 from ..domain.funnel import POSTBACK_TYPES, REVERSED, LedgerEvent, earned_revenue_fen
 from ..domain.reconcile import Reconciliation, SettlementLine, reconcile
+from ..store.catalogue import CatalogueStore
+from ..store.connection import RedisClient
+from ..store.keys import Keys
 from ..store.ledger import CatalogueVersions
 from .errors import Invalid, NotFound, Unavailable
+from .layouts import LayoutService
+from .settlement import SettlementClient
 
 SCAN_BATCH = 1_000
 REPORT_COLUMNS = (
@@ -66,14 +70,25 @@ NEGATIVE_ACTIONS = {
 }
 
 
+@dataclass(frozen=True)
+class ReconciliationSources:
+    """Where reconciliation reads our side and pulls theirs."""
+
+    redis: RedisClient
+    keys: Keys
+    catalogue_store: CatalogueStore
+    layouts: LayoutService
+    settlement: SettlementClient
+
+
 def _utc_day(epoch_seconds: int) -> date:
     return datetime.fromtimestamp(int(epoch_seconds), tz=timezone.utc).date()
 
 
-def _postback_events(components, partner_id: str) -> dict[str, LedgerEvent]:
+def _postback_events(sources: ReconciliationSources, partner_id: str) -> dict[str, LedgerEvent]:
     """Every postback of ``partner_id`` the ledger accepted and still keeps, by event id."""
-    client = components.redis
-    keys = components.keys
+    client = sources.redis
+    keys = sources.keys
     prefix = keys.postback_record(partner_id, "")
     pattern = _glob_escape(prefix) + "*"
     found: dict[str, LedgerEvent] = {}
@@ -119,7 +134,7 @@ def _payout_fen(event: LedgerEvent, versions: CatalogueVersions) -> int | None:
     return round_half_up(platform)
 
 
-def ledger_settlement_lines(components, partner_id: str, day: date) -> list[SettlementLine]:
+def ledger_settlement_lines(sources: ReconciliationSources, partner_id: str, day: date) -> list[SettlementLine]:
     """Our settlement lines for ``partner_id`` on ``day`` (UTC): the postbacks our ledger accepted.
 
     One line per postback that moves money (see the module notes), in the order
@@ -128,14 +143,14 @@ def ledger_settlement_lines(components, partner_id: str, day: date) -> list[Sett
     is listed with amount 0, so the clerk sees it as a mismatch rather than
     not at all.
     """
-    return ledger_settlement_lines_for_days(components, partner_id, [day])
+    return ledger_settlement_lines_for_days(sources, partner_id, [day])
 
 
-def ledger_settlement_lines_for_days(components, partner_id: str, days: Iterable[date]) -> list[SettlementLine]:
+def ledger_settlement_lines_for_days(sources: ReconciliationSources, partner_id: str, days: Iterable[date]) -> list[SettlementLine]:
     """Our settlement lines for ``partner_id`` on each of ``days``, read in one pass."""
     wanted = set(days)
-    events = _postback_events(components, partner_id)
-    versions = CatalogueVersions(components.catalogue_store)
+    events = _postback_events(sources, partner_id)
+    versions = CatalogueVersions(sources.catalogue_store)
     lines: list[tuple[int, str, SettlementLine]] = []
     for event_id, event in events.items():
         day = _utc_day(event.occurred_at)
@@ -157,52 +172,50 @@ def ledger_settlement_lines_for_days(components, partner_id: str, days: Iterable
     return [line for _, _, line in lines]
 
 
-def find_partner(components, partner_id: str) -> Partner:
+def find_partner(sources: ReconciliationSources, partner_id: str) -> Partner:
     """The partner as served, else as in the draft (a partner being onboarded); :class:`NotFound` otherwise."""
     try:
-        served = components.layouts.serving().catalogue.partners.get(partner_id)
+        served = sources.layouts.serving().catalogue.partners.get(partner_id)
     except Unavailable:  # nothing published yet: look in the draft
         served = None
     if served is not None:
         return served
-    _revision, draft = components.catalogue_store.read_draft()
+    _revision, draft = sources.catalogue_store.read_draft()
     entity = draft["partners"].get(partner_id)
     if entity is None:
         raise NotFound(f"partner {partner_id!r} does not exist", {"partner": ["unknown partner"]})
     return Partner.from_dict(entity)
 
 
-def fetch_settlement(components, partner_id: str, day: date) -> str:
+def fetch_settlement(sources: ReconciliationSources, partner_id: str, day: date) -> str:
     """The partner's settlement file for ``day``, pulled from its ``settlement_url`` (``?date=``).
 
-    Through the partner gateway's :class:`~wallet_market.partners.settlement.SettlementClient`:
+    Through the partner gateway's :class:`~wallet_market.services.settlement.SettlementClient`:
     the request is signed with the partner's secret like every partner call.
 
     Raises :class:`NotFound` (unknown partner), :class:`Invalid` (no
     ``settlement_url`` or signing secret) or :class:`Unavailable` (the partner
     did not hand the file over), each naming the cause.
     """
-    partner = find_partner(components, partner_id)
+    partner = find_partner(sources, partner_id)
     if not partner.settlement_url:
         raise Invalid(f"partner {partner_id!r} has no settlement_url", {"settlement_url": ["not configured"]})
-    if not components.catalogue_store.partner_secret(partner_id):
+    if not sources.catalogue_store.partner_secret(partner_id):
         raise Invalid(f"partner {partner_id!r} has no signing secret", {"signing_secret": ["not configured"]})
-    client = components.extra.get("settlement")
-    if client is None:
-        raise Unavailable("settlement pulls need the partner gateway, which is not installed")
+    client = sources.settlement
     return client.fetch(partner_id, day)
 
 
 def reconcile_partner(
-    components, partner_id: str, theirs: Sequence[SettlementLine], days: Iterable[date]
+    sources: ReconciliationSources, partner_id: str, theirs: Sequence[SettlementLine], days: Iterable[date]
 ) -> Reconciliation:
     """Match the partner's settlement lines with ours for ``days``.
 
     :class:`NotFound` for a partner we do not know; :class:`Invalid` when the
     partner's file repeats an event id.
     """
-    find_partner(components, partner_id)
-    ours = ledger_settlement_lines_for_days(components, partner_id, days)
+    find_partner(sources, partner_id)
+    ours = ledger_settlement_lines_for_days(sources, partner_id, days)
     try:
         return reconcile(theirs, ours)
     except ValueError as exc:
@@ -237,23 +250,3 @@ def report_rows(rec: Reconciliation) -> list[dict[str, Any]]:
     for line in rec.missing_on_their_side:
         add("missing_on_their_side", line, None, line.amount_fen)
     return rows
-
-
-def write_reconciliation_report(rec: Reconciliation, path: str | Path) -> None:
-    """Write every line with its status as CSV (``REPORT_COLUMNS``); a last ``total`` row sums each side."""
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=REPORT_COLUMNS)
-        writer.writeheader()
-        writer.writerows(report_rows(rec))
-        writer.writerow(
-            {
-                "status": "total",
-                "event_id": "",
-                "type": "",
-                "date": "",
-                "their_amount_fen": rec.their_total_fen,
-                "our_amount_fen": rec.our_total_fen,
-                "difference_fen": rec.difference_fen,
-                "action": "" if rec.ok else "settle the differences above before booking",
-            }
-        )

@@ -31,3 +31,13 @@ def earned_revenue(ledger: Ledger, first: date, last: date, group_by: str) -> di
         "group_by": group_by,
         "rows": revenue_rows(ledger.counters(days), group_by),
     }
+
+
+class Revenue:
+    """Earned revenue read from one ledger."""
+
+    def __init__(self, ledger: Ledger):
+        self.ledger = ledger
+
+    def earned(self, first: date, last: date, group_by: str) -> dict[str, Any]:
+        return earned_revenue(self.ledger, first, last, group_by)

@@ -15,8 +15,8 @@ from datetime import date
 from typing import Callable
 
 from ..domain.catalogue import Partner
-from ..services.errors import Invalid, NotFound, Unavailable
-from .client import PartnerClient
+from ..partners.client import PartnerClient
+from .errors import Invalid, NotFound, Unavailable
 
 PURPOSE = "settlement"
 SETTLEMENT_TIMEOUT_SECONDS = 30.0
@@ -62,7 +62,7 @@ class SettlementClient:
             max_bytes=self.max_bytes,
             use_breaker=False,
         )
-        if not result.ok:
+        if not result.ok or result.value is None:
             raise Unavailable(
                 f"the settlement file of {partner_id!r} for {day.isoformat()} could not be fetched: "
                 f"{result.outcome} ({result.detail})",

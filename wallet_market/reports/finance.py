@@ -17,9 +17,9 @@ from typing import Iterable
 from rich.console import Console
 from rich.table import Table
 
-from wallet_market.domain.catalogue import Catalogue
-from wallet_market.domain.economics import round_half_up
-from wallet_market.domain.finance import (
+from ..domain.catalogue import Catalogue
+from ..domain.economics import round_half_up
+from ..domain.finance import (
     ROW_FIELDS,
     Comparison,
     Scenario,
@@ -29,7 +29,8 @@ from wallet_market.domain.finance import (
     scenario_products,
     self_contribution_at_loss,
 )
-from wallet_market.domain.reconcile import Reconciliation, SettlementLine
+from ..domain.reconcile import Reconciliation, SettlementLine
+from ..services.reconciliation import REPORT_COLUMNS, report_rows
 
 CHART_FORMATS = {".png": "png", ".svg": "svg"}
 CHART_LOSS_RANGE_BPS = range(0, 1001, 25)  # annual loss 0–10% in quarter-point steps
@@ -367,3 +368,23 @@ def render_reconciliation(rec: Reconciliation, console: Console | None = None) -
                 yuan(mismatch.difference_fen),
             )
         console.print(table)
+
+
+def write_reconciliation_report(rec: Reconciliation, path: str | Path) -> None:
+    """Write every line with its status as CSV (``REPORT_COLUMNS``); a last ``total`` row sums each side."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=REPORT_COLUMNS)
+        writer.writeheader()
+        writer.writerows(report_rows(rec))
+        writer.writerow(
+            {
+                "status": "total",
+                "event_id": "",
+                "type": "",
+                "date": "",
+                "their_amount_fen": rec.their_total_fen,
+                "our_amount_fen": rec.our_total_fen,
+                "difference_fen": rec.difference_fen,
+                "action": "" if rec.ok else "settle the differences above before booking",
+            }
+        )

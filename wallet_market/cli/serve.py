@@ -13,7 +13,8 @@ import tempfile
 import click
 from gunicorn.app.base import BaseApplication
 
-from .settings import Settings, load_settings
+from ..settings import Settings, load_settings
+from .context import settings as cli_settings
 
 
 GC_YOUNG_THRESHOLD = 20_000
@@ -36,7 +37,7 @@ class GunicornApp(BaseApplication):
         if self.factory is not None:
             application = self.factory()
         else:
-            from .app import create_app
+            from ..app import create_app
 
             application = create_app()
         # The app's long-lived objects (catalogue snapshot, indexes, schemas) never become
@@ -76,7 +77,7 @@ def gunicorn_options(host: str, port: int, workers: int, threads: int) -> dict:
 
 def run(settings: Settings, *, host: str, port: int, workers: int, threads: int, with_worker: bool) -> None:
     """Start everything ``serve`` runs and block until stopped."""
-    from .store.connection import EmbeddedRedis
+    from ..store.connection import EmbeddedRedis
 
     embedded = None
     if not settings.redis_url:
@@ -94,12 +95,12 @@ def run(settings: Settings, *, host: str, port: int, workers: int, threads: int,
     values.ValueClass = values.get_value_class()
     atexit.register(shutil.rmtree, metrics_dir, True)
 
-    from .app import build_components
-    from .cli import load_demo_if_empty
+    from ..composition import build_components
+    from ..services.catalogue_files import load_demo_if_empty
 
     comps = build_components(settings)
     try:
-        load_demo_if_empty(comps)
+        load_demo_if_empty(comps.admin, comps.api_keys, settings, echo=click.echo)
     finally:
         comps.redis.close()
 
@@ -124,3 +125,18 @@ def run(settings: Settings, *, host: str, port: int, workers: int, threads: int,
         _stop_worker()
         if embedded is not None:
             embedded.close()
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, type=int, show_default=True)
+@click.option("--workers", default=2, type=click.IntRange(1, 64), show_default=True)
+@click.option("--threads", default=1, type=click.IntRange(1, 64), show_default=True, help="Threads per worker.")
+@click.option("--no-worker", is_flag=True, help="Do not start the ledger worker beside the web workers.")
+def serve(host: str, port: int, workers: int, threads: int, no_worker: bool) -> None:
+    """Serve the API with gunicorn (embedded Redis when WALLET_MARKET_REDIS_URL is unset)."""
+    run(cli_settings(), host=host, port=port, workers=workers, threads=threads, with_worker=not no_worker)
+
+
+def register(main: click.Group) -> None:
+    main.add_command(serve)

@@ -17,19 +17,18 @@ import json
 import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from flask.cli import ScriptInfo
 from rich.console import Console
 
-BAD_INPUT = 2
+from ..services.catalogue_files import CatalogueFileError, demo_catalogue_path, read_catalogue_file
+from .context import BadInput, components, service_failure
+
+if TYPE_CHECKING:
+    from ..services.reconciliation import ReconciliationSources
+
 NON_TERMINAL_WIDTH = 160
-
-
-class BadInput(click.ClickException):
-    """Input that cannot be used: exit status 2, the message names what is wrong."""
-
-    exit_code = BAD_INPUT
 
 
 def register(main: click.Group) -> None:
@@ -47,38 +46,16 @@ def _console() -> Console:
     return Console(width=None if sys.stdout.isatty() else NON_TERMINAL_WIDTH)
 
 
-def _components():
-    """The running app's components, loaded only when a command needs the store.
-
-    The same app as every ``wallet-market`` command (``WALLET_MARKET_*`` settings);
-    it is closed when the command ends.
-    """
-    ctx = click.get_current_context()
-    app = ctx.ensure_object(ScriptInfo).load_app()
-    ctx.with_resource(app.app_context())
-    comps = app.extensions["wallet_market"]
-    ctx.call_on_close(comps.close)
-    return comps
-
-
 # -- compare ------------------------------------------------------------------------------
 
 
-def _demo_catalogue_path(settings) -> Path:
-    path = Path(settings.demo_catalogue)
-    if not path.is_absolute() and not path.exists():
-        path = Path(__file__).resolve().parent.parent / settings.demo_catalogue
-    return path
-
-
 def _catalogue_from_file(path: Path):
-    from .cli import read_catalogue_file
-    from .domain.catalogue import Catalogue
+    from ..domain.catalogue import Catalogue
 
     try:
         return Catalogue.from_dict(read_catalogue_file(path))
-    except click.ClickException as exc:
-        raise BadInput(exc.message) from None
+    except CatalogueFileError as exc:
+        raise BadInput(service_failure(exc.message, exc.errors)) from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise BadInput(f"{path.name} cannot be read as a catalogue: {exc}") from None
 
@@ -87,13 +64,13 @@ def _comparison_catalogue(catalogue_path: Path | None):
     """The catalogue to compare over, and a line saying where it came from."""
     if catalogue_path is not None:
         return _catalogue_from_file(catalogue_path), f"catalogue file {catalogue_path}"
-    from .services.errors import Unavailable
+    from ..services.errors import Unavailable
 
-    comps = _components()
+    comps = components()
     try:
         catalogue = comps.layouts.serving().catalogue
     except Unavailable:
-        path = _demo_catalogue_path(comps.settings)
+        path = demo_catalogue_path(comps.settings)
         return _catalogue_from_file(path), f"demo catalogue {path.name} (no rule set is published yet)"
     return catalogue, f"served rule-set version {catalogue.version}"
 
@@ -104,7 +81,7 @@ def _comparison_catalogue(catalogue_path: Path | None):
     "scenario_path",
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Scenario TOML (DESIGN §7 finance scenario).",
+    help="Scenario TOML (see docs/api.md, finance scenarios).",
 )
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the rows as CSV here.")
 @click.option(
@@ -118,8 +95,8 @@ def _comparison_catalogue(catalogue_path: Path | None):
 )
 def compare_command(scenario_path: Path, csv_path: Path | None, chart_path: Path | None, catalogue_path: Path | None) -> None:
     """Compare self-lending with referral for a scenario, per segment and product, in both views."""
-    from .domain.finance import ScenarioError, compare
-    from .services.finance_report import CHART_FORMATS, load_scenario_file, render_table, write_chart, write_csv
+    from ..domain.finance import ScenarioError, compare
+    from ..reports.finance import CHART_FORMATS, load_scenario_file, render_table, write_chart, write_csv
 
     if chart_path is not None and chart_path.suffix.lower() not in CHART_FORMATS:
         raise BadInput(f"--chart: {chart_path.name} must end in {' or '.join(CHART_FORMATS)}")
@@ -174,23 +151,19 @@ def reconcile_command(
     Exit status 0 when every line matches, 1 when there are lines missing on
     either side or amounts that differ, 2 when the file or the pull cannot be used.
     """
-    from .domain.reconcile import SettlementFileError, parse_settlement_csv
-    from .services.errors import ServiceError
-    from .services.finance_report import render_reconciliation
-    from .services.reconciliation import fetch_settlement, reconcile_partner, write_reconciliation_report
+    from ..domain.reconcile import SettlementFileError, parse_settlement_csv
+    from ..services.errors import ServiceError
+    from ..reports.finance import render_reconciliation
+    from ..services.reconciliation import reconcile_partner
+    from ..reports.finance import write_reconciliation_report
 
     if (file is None) == (not pull):
         raise click.UsageError("give either a settlement FILE or --pull, not both and not neither")
     settlement_day = day.date() if day is not None else (_yesterday() if pull else None)
-    comps = _components()
+    comps = components()
 
     try:
-        if pull:
-            text = fetch_settlement(comps, partner_id, settlement_day)
-            source = f"pulled from {partner_id}'s settlement_url for {settlement_day.isoformat()}"
-        else:
-            text = _read_text(file)
-            source = f"file {file}"
+        text, source = _settlement_text(comps.reconciliation, partner_id, file, settlement_day)
         theirs = parse_settlement_csv(text)
     except SettlementFileError as exc:
         details = "\n".join(
@@ -205,7 +178,7 @@ def reconcile_command(
     if not days:
         raise BadInput("the settlement file has no lines: give --date to reconcile it against that day")
     try:
-        rec = reconcile_partner(comps, partner_id, theirs, days)
+        rec = reconcile_partner(comps.reconciliation, partner_id, theirs, days)
     except ServiceError as exc:
         raise BadInput(exc.message) from None
 
@@ -225,6 +198,19 @@ def reconcile_command(
             click.echo(f"Report written to {report_path}.")
     if rec.exit_status:
         click.get_current_context().exit(rec.exit_status)
+
+
+def _settlement_text(
+    sources: ReconciliationSources, partner_id: str, file: Path | None, day: date | None
+) -> tuple[str, str]:
+    """The settlement file's text and where it came from: FILE, else pulled from the partner for ``day``."""
+    from ..services.reconciliation import fetch_settlement
+
+    if file is not None:
+        return _read_text(file), f"file {file}"
+    pull_day = day or _yesterday()
+    text = fetch_settlement(sources, partner_id, pull_day)
+    return text, f"pulled from {partner_id}'s settlement_url for {pull_day.isoformat()}"
 
 
 def _read_text(path: Path) -> str:

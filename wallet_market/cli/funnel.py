@@ -6,8 +6,10 @@ import signal
 import threading
 
 import click
-from flask import current_app
-from flask.cli import with_appcontext
+
+from ..composition import build_ledger_worker
+from ..domain.catalogue import IN_HOUSE
+from .context import components
 
 
 def register(main: click.Group) -> None:
@@ -23,20 +25,11 @@ def register(main: click.Group) -> None:
               help="How long one read waits for new events.")
 @click.option("--claim-idle-ms", default=30_000, show_default=True, type=click.IntRange(1, 3_600_000),
               help="Reclaim entries another consumer left unacknowledged this long.")
-@with_appcontext
 def worker(consumer: str | None, batch_size: int, block_ms: int, claim_idle_ms: int) -> None:
     """Turn the event stream into the ledger's counters until stopped (SIGTERM or Ctrl-C)."""
-    from .services.ledger_worker import LedgerWorker
-
-    comps = current_app.extensions["wallet_market"]
-    ledger_worker = LedgerWorker(
-        comps.redis,
-        comps.keys,
-        consumer=consumer,
-        suppression_cooldown_days=comps.settings.suppression_cooldown_days,
-        batch_size=batch_size,
-        block_ms=block_ms,
-        claim_idle_ms=claim_idle_ms,
+    comps = components()
+    ledger_worker = build_ledger_worker(
+        comps, consumer=consumer, batch_size=batch_size, block_ms=block_ms, claim_idle_ms=claim_idle_ms
     )
     stop = threading.Event()
 
@@ -54,18 +47,14 @@ def worker(consumer: str | None, batch_size: int, block_ms: int, claim_idle_ms: 
 @click.argument("partner_id")
 @click.option("--secret", default=None, envvar="WALLET_MARKET_POSTBACK_SECRET",
               help="The secret to set (16–256 characters); default: a new random one, printed once.")
-@with_appcontext
 def postback_secret(partner_id: str, secret: str | None) -> None:
     """Set the postback signing secret of PARTNER_ID (``in_house`` for the in-house lender)."""
-    from .domain.catalogue import IN_HOUSE
-
-    comps = current_app.extensions["wallet_market"]
-    store = comps.catalogue_store
+    store = components().catalogue_store
     revision, draft = store.read_draft()
     if partner_id != IN_HOUSE and partner_id not in draft["partners"]:
         raise click.ClickException(f"no partner {partner_id!r} in the catalogue (nor {IN_HOUSE!r})")
     generated = secret is None
-    if generated:
+    if secret is None:
         secret = secrets.token_hex(24)
     if not 16 <= len(secret) <= 256:
         raise click.ClickException("the secret must be 16–256 characters")

@@ -5,19 +5,14 @@ import sys
 from datetime import date, timedelta
 
 import click
-from flask import current_app
-from flask.cli import with_appcontext
 from rich.console import Console
 from rich.table import Table
 
-from .domain.catalogue import Partner
-from .partners.client import PartnerClient, memory_breaker_storage
-from .partners.onboarding import OnboardingReport, check_partner
-from .services.errors import ServiceError
-
-
-def _components():
-    return current_app.extensions["wallet_market"]
+from ..domain.catalogue import Partner
+from ..partners.client import PartnerClient, memory_breaker_storage
+from ..partners.onboarding import OnboardingReport, check_partner
+from ..services.errors import ServiceError
+from .context import components
 
 
 def _yes_no(value: bool | None) -> str:
@@ -76,7 +71,6 @@ def register(main: click.Group) -> None:
     @click.argument("partner_id")
     @click.option("--timeout", "timeout_seconds", type=click.FloatRange(0.1, 120), default=None,
                   help="Seconds to wait for each answer (default: the longer of 5 s and 3 × the partner's timeout).")
-    @with_appcontext
     def check(partner_id: str, timeout_seconds: float | None) -> None:
         """Call PARTNER_ID's endpoints with test requests and say whether it is ready to publish.
 
@@ -84,7 +78,7 @@ def register(main: click.Group) -> None:
         0 only when every configured endpoint answered in time, accepted our
         signature and answered in the agreed shape.
         """
-        comps = _components()
+        comps = components()
         partner, product_id = _draft_partner(comps, partner_id)
         client = PartnerClient(
             comps.catalogue_store.partner_secret,
@@ -104,13 +98,12 @@ def register(main: click.Group) -> None:
     @click.argument("partner_id")
     @click.option("--date", "day", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
                   help="The day to fetch (default: yesterday).")
-    @with_appcontext
     def settlement(partner_id: str, day) -> None:
         """Print PARTNER_ID's settlement file (CSV) for a day."""
-        comps = _components()
+        comps = components()
         wanted = day.date() if day is not None else date.today() - timedelta(days=1)
         try:
-            text = comps.extra["settlement"].fetch(partner_id, wanted)
+            text = comps.settlement.fetch(partner_id, wanted)
         except ServiceError as exc:
             raise click.ClickException(exc.message) from None
         click.echo(text, nl=not text.endswith("\n"))

@@ -1,0 +1,296 @@
+"""The composition root: every service of one process, built once from the settings.
+
+The Flask app factory (:mod:`wallet_market.app`), every command of the CLI and
+the ledger worker build their objects here and nowhere else. Each service is
+handed the collaborators it needs, never this container. Every hook the layout
+runs is wired in :func:`build_components`, in plain sight:
+
+- before placing: cached pre-screen answers, and asking partners within the
+  budget (:class:`~wallet_market.services.prescreen.PrescreenService`);
+- the product's link: joint login for partner products
+  (:class:`~wallet_market.services.joint_login.JointLogin`);
+- the catalogue each snapshot serves: learned funnel rates
+  (:class:`~wallet_market.services.learning.LearnedRates`);
+- after deciding: the decision log
+  (:class:`~wallet_market.services.decision_log.DecisionLog`);
+- lead caps are read on the layout's own pipeline and enforced when a click is
+  counted (:class:`~wallet_market.store.caps.LeadCaps`).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+import redis
+
+from . import metrics
+from .domain.catalogue import Catalogue, Partner
+from .domain.placement import PlacementPolicy
+from .partners.client import PartnerClient, PartnerSecrets
+from .services.access import Access
+from .services.catalogue_admin import CatalogueAdmin
+from .services.decision_log import DecisionLog
+from .services.errors import NotFound, ServiceError
+from .services.events import EventIngestion
+from .services.health import Health
+from .services.joint_login import JointLogin, JointLoginTokens
+from .services.layouts import CatalogueHook, LayoutService, build_serving
+from .services.learning import LearnedRates, LearningRefresher
+from .services.ledger_worker import LedgerWorker
+from .services.postbacks import PostbackService
+from .services.prescreen import PrescreenService
+from .services.preview import Preview
+from .services.profiles import UserProfiles
+from .services.reconciliation import ReconciliationSources
+from .services.revenue import Revenue
+from .services.settlement import SettlementClient
+from .services.tokens import ImpressionTokens, UserTokens
+from .settings import Settings
+from .store.access import ApiKeyStore
+from .store.breakers import redis_breaker_storage
+from .store.caps import LeadCaps
+from .store.catalogue import CatalogueStore
+from .store.connection import EmbeddedRedis, RedisClient, connect, hot_path_client
+from .store.data_shares import DataShareStore
+from .store.keys import Keys
+from .store.ledger import CatalogueVersions, Ledger
+from .store.snapshot import SnapshotHolder
+from .store.users import UserStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Components:
+    """Everything one process serves with."""
+
+    settings: Settings
+    redis: RedisClient
+    keys: Keys
+    # catalogue, keys and users
+    catalogue_store: CatalogueStore
+    api_keys: ApiKeyStore
+    access: Access
+    user_tokens: UserTokens
+    impression_tokens: ImpressionTokens
+    profiles: UserProfiles
+    # serving
+    policy: PlacementPolicy
+    snapshots: SnapshotHolder
+    layouts: LayoutService
+    admin: CatalogueAdmin
+    preview: Preview
+    health: Health
+    # funnel and ledger
+    ledger: Ledger
+    lead_caps: LeadCaps
+    versions: CatalogueVersions
+    events: EventIngestion
+    postbacks: PostbackService
+    revenue: Revenue
+    learned_rates: LearnedRates
+    learning: LearningRefresher
+    decision_log: DecisionLog
+    # partner gateway
+    partner_client: PartnerClient
+    data_shares: DataShareStore
+    prescreen: PrescreenService
+    joint_login: JointLogin
+    settlement: SettlementClient
+    reconciliation: ReconciliationSources
+    embedded: EmbeddedRedis | None = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    _background: bool = False
+
+    def start_background(self) -> None:
+        """Start this process's refreshers: the snapshot subscriber, learned rates, the decision log."""
+        if self._background:
+            return
+        self._background = True
+        self.snapshots.start()
+        self.learning.start()
+        self.decision_log.start()
+
+    def close(self) -> None:
+        """Stop the background threads and close the clients (and an embedded Redis this process started)."""
+        if self._background:
+            self.learning.stop()
+            self.decision_log.stop()
+        for closer in reversed(self.closers):
+            try:
+                closer()
+            except Exception:  # shutting down: keep closing the rest
+                log.exception("error while closing")
+        self.snapshots.stop()
+        if self.embedded is not None:
+            self.embedded.close()
+
+
+def build_components(settings: Settings) -> Components:
+    """Connect to Redis and wire every service of one process. Nothing starts running."""
+    client, embedded = connect(settings.redis_url, settings.embedded_redis_path)
+    hot_client = hot_path_client(settings.redis_url or (embedded.url if embedded else ""), client)
+    keys = Keys(settings.key_prefix)
+    policy = PlacementPolicy(
+        view=settings.placement_view,
+        apr_cap_bps=settings.apr_cap_bps,
+        decline_cooldown_days=settings.decline_cooldown_days,
+        exploration_bps=settings.exploration_bps,
+    )
+    user_tokens = UserTokens(settings.secret_key, settings.user_token_ttl_seconds)
+    impression_tokens = ImpressionTokens(settings.secret_key, settings.impression_token_ttl_seconds)
+    catalogue_store = CatalogueStore(client, keys)
+    access = Access(ApiKeyStore(hot_client, keys), user_tokens, settings.rate_limit_per_minute)
+
+    # The catalogue each serving snapshot is built from: learned funnel rates replace the priors.
+    ledger = Ledger(client, keys)
+    learned_rates = LearnedRates(settings.prior_strength)
+    catalogue_hooks: list[CatalogueHook] = [learned_rates]
+    snapshots = SnapshotHolder(
+        client,
+        keys,
+        build=lambda record: build_serving(record, policy, catalogue_hooks),
+        poll_seconds=settings.snapshot_poll_seconds,
+    )
+    snapshots.listeners.append(lambda snap: metrics.RULESET_VERSION.set(snap.version))
+
+    # The partner gateway: one pooled, signed client with breakers shared through Redis.
+    partner_client = PartnerClient(
+        PartnerSecrets(catalogue_store.partner_secrets),
+        redis_breaker_storage(client, keys),
+        fail_max=settings.breaker_fail_max,
+        reset_seconds=settings.breaker_reset_seconds,
+    )
+    data_shares = DataShareStore(client, keys)
+    prescreen = PrescreenService(
+        partner_client,
+        data_shares,
+        client,
+        keys,
+        budget_ms=settings.prescreen_budget_ms,
+        ttl_new_seconds=settings.prescreen_ttl_new_seconds,
+        ttl_existing_seconds=settings.prescreen_ttl_existing_seconds,
+        apr_cap_bps=settings.apr_cap_bps,
+    )
+    joint_login = JointLogin(
+        JointLoginTokens(settings.secret_key, settings.joint_login_ttl_seconds),
+        client,
+        keys,
+        data_shares,
+        catalogue_store.partner_secret,
+        ref_secret=settings.secret_key,
+        replay_window_seconds=settings.postback_replay_window_seconds,
+    )
+    decision_log = DecisionLog(client, keys)
+
+    # The layout and its hooks.
+    layouts = LayoutService(
+        hot_client,
+        keys,
+        snapshots,
+        access,
+        impression_tokens,
+        policy,
+        action_url=joint_login.action_url,
+    )
+    layouts.before_place.append(prescreen.refine)
+    layouts.on_decision.append(decision_log.record)
+
+    admin = CatalogueAdmin(catalogue_store, settings.apr_cap_bps)
+    settlement = SettlementClient(partner_client, _partner_lookup(layouts, admin))
+    versions = CatalogueVersions(catalogue_store)
+    lead_caps = LeadCaps(client, keys)
+
+    def current_catalogue() -> Catalogue | None:
+        snapshot = snapshots.current
+        return snapshot.built.catalogue if snapshot is not None else None
+
+    components = Components(
+        settings=settings,
+        redis=client,
+        keys=keys,
+        catalogue_store=catalogue_store,
+        api_keys=ApiKeyStore(client, keys),
+        access=access,
+        user_tokens=user_tokens,
+        impression_tokens=impression_tokens,
+        profiles=UserProfiles(UserStore(client, keys), data_shares),
+        policy=policy,
+        snapshots=snapshots,
+        layouts=layouts,
+        admin=admin,
+        preview=Preview(catalogue_store, layouts, policy),
+        health=Health(client, snapshots),
+        ledger=ledger,
+        lead_caps=lead_caps,
+        versions=versions,
+        events=EventIngestion(
+            ledger, lead_caps, impression_tokens, versions, current_catalogue, settings.max_event_batch
+        ),
+        postbacks=PostbackService(
+            catalogue_store.partner_secret,
+            ledger,
+            impression_tokens,
+            versions,
+            settings.postback_replay_window_seconds,
+        ),
+        revenue=Revenue(ledger),
+        learned_rates=learned_rates,
+        learning=LearningRefresher(
+            ledger, learned_rates, snapshots, interval_seconds=settings.learning_refresh_seconds
+        ),
+        decision_log=decision_log,
+        partner_client=partner_client,
+        data_shares=data_shares,
+        prescreen=prescreen,
+        joint_login=joint_login,
+        settlement=settlement,
+        reconciliation=ReconciliationSources(client, keys, catalogue_store, layouts, settlement),
+        embedded=embedded,
+    )
+    components.closers.extend([partner_client.close, prescreen.close])
+    try:
+        # The first snapshot of this process is built with what has been learned so far.
+        learned_rates.update(ledger.learned_counts())
+    except redis.RedisError as exc:
+        log.warning("learned rates not loaded at start-up: %s", exc)
+    return components
+
+
+def build_ledger_worker(
+    components: Components,
+    *,
+    consumer: str | None = None,
+    batch_size: int = 500,
+    block_ms: int = 1000,
+    claim_idle_ms: int = 30_000,
+) -> LedgerWorker:
+    """The ledger consumer over this process's Redis."""
+    return LedgerWorker(
+        components.redis,
+        components.keys,
+        consumer=consumer,
+        suppression_cooldown_days=components.settings.suppression_cooldown_days,
+        batch_size=batch_size,
+        block_ms=block_ms,
+        claim_idle_ms=claim_idle_ms,
+    )
+
+
+def _partner_lookup(layouts: LayoutService, admin: CatalogueAdmin) -> Callable[[str], Partner | None]:
+    """Find a partner in the served catalogue, else in the draft (a partner may be removed after its last day)."""
+
+    def lookup(partner_id: str) -> Partner | None:
+        try:
+            served = layouts.serving().catalogue.partners.get(partner_id)
+        except ServiceError:
+            served = None
+        if served is not None:
+            return served
+        try:
+            return Partner.from_dict(admin.get("partners", partner_id))
+        except NotFound:
+            return None
+
+    return lookup

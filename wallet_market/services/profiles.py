@@ -1,0 +1,31 @@
+"""User profiles as the internal systems describe them (``PUT/GET /v1/users/<id>``)."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..domain.users import UserProfile
+from ..store.data_shares import DataShare, DataShareStore
+from ..store.users import UserStore
+from .errors import NotFound
+
+
+class UserProfiles:
+    def __init__(self, users: UserStore, shares: DataShareStore):
+        self.users = users
+        self.shares = shares
+
+    def put(self, profile: UserProfile) -> dict[str, Any]:
+        """Store the whole profile (one atomic write); returns what was stored."""
+        stored = profile.to_dict()
+        self.users.put_profile(profile.user_id, stored)
+        return stored
+
+    def get(self, user_id: str) -> dict[str, Any]:
+        stored = self.users.get_profile(user_id)
+        if stored is None:
+            raise NotFound(f"user {user_id!r} has no profile")
+        return stored
+
+    def data_shares(self, user_id: str, limit: int = 100) -> list[DataShare]:
+        """Every send of this user's data to a partner, newest first."""
+        return self.shares.list(user_id, limit=limit)
