@@ -103,7 +103,7 @@ def _service_error(exc: ServiceError):
 @console.errorhandler(HTTPException)
 def _http_error(exc: HTTPException):
     titles = {403: "Not for this role", 404: "Not found", 405: "Not allowed"}
-    return _error_page(exc.code or 500, titles.get(exc.code, exc.name), exc.description or exc.name)
+    return _error_page(exc.code or 500, titles.get(exc.code or 500, exc.name), exc.description or exc.name)
 
 
 @console.errorhandler(redis.RedisError)

@@ -199,7 +199,7 @@ RULE_FORM = EntityForm(
 FORMS = {f.kind: f for f in (PARTNER_FORM, PRODUCT_FORM, PAGE_FORM, RULE_FORM)}
 
 # What a new entity's form starts from.
-BLANK = {
+BLANK: dict[str, dict[str, Any]] = {
     "partners": {"licence_type": "consumer_finance", "whitelisted": True, "status": "active", "timeout_ms": 300},
     "products": {
         "owner": "in_house", "kind": "loan", "status": "active", "requires_login": True,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
 
@@ -16,6 +17,13 @@ from .wiring import console_services
 
 PM = "pm"
 KIND_TITLES = {"partners": "Partners", "products": "Products", "pages": "Pages", "rules": "Rules"}
+
+
+def _actor() -> str:
+    """The audit log's name of the signed-in viewer (the views run only behind ``auth.requires``)."""
+    viewer = auth.current_viewer()
+    assert viewer is not None
+    return viewer.actor
 
 
 def _form(kind: str) -> forms.EntityForm:
@@ -52,12 +60,13 @@ def _render_entity(form, kind, entity_id, values, field_errors=None, general=Non
 def _save(form, kind: str, entity_id: str | None, base: dict, submitted: dict):
     """Merge, check the shape, write through the admin service; the errors by path, or ``None`` when saved."""
     merged, errors = forms.merge(form, base, submitted)
+    loaded = None
     if not errors:
         loaded, errors = forms.validate_shape(kind, merged)
-    if errors:
+    if errors or loaded is None:
         return errors
     admin = console_services().admin
-    actor = auth.current_viewer().actor
+    actor = _actor()
     try:
         if entity_id is None:
             admin.create(kind, loaded, actor)
@@ -106,7 +115,7 @@ def catalogue_edit(kind: str, entity_id: str):
 def catalogue_delete(kind: str, entity_id: str):
     form = _form(kind)
     try:
-        console_services().admin.delete(kind, entity_id, auth.current_viewer().actor)
+        console_services().admin.delete(kind, entity_id, _actor())
     except (Invalid, Conflict) as exc:
         general = [(path, message) for path, messages in exc.errors.items() for message in messages]
         return catalogue_list(kind, errors=[("", exc.message), *general], status=422)
@@ -141,7 +150,7 @@ def publish():
     if len(note) > 500:
         return _draft_page([("note", "at most 500 characters")], note, 422)
     try:
-        record = console_services().admin.publish(auth.current_viewer().actor, note)
+        record = console_services().admin.publish(_actor(), note)
     except (Invalid, Conflict) as exc:
         errors = [("", exc.message)] + [(p, m) for p, ms in exc.errors.items() for m in ms]
         return _draft_page(errors, note, 422)
@@ -167,7 +176,7 @@ def rollback():
     if not raw.isdigit() or int(raw) < 1:
         return versions([("version", "choose a published version")], 422)
     try:
-        record = console_services().admin.rollback(int(raw), auth.current_viewer().actor, note)
+        record = console_services().admin.rollback(int(raw), _actor(), note)
     except (Invalid, Conflict, NotFound) as exc:
         return versions([("", exc.message)] + [(p, m) for p, ms in exc.errors.items() for m in ms], 422)
     flash(f"Rolled back to version {raw}: now serving it as version {record['version']}; the draft is reset to it.", "ok")
@@ -185,7 +194,7 @@ def audit():
 
 # -- preview and data shares -------------------------------------------------------------------
 
-PREVIEW_DEFAULTS = {"page": "home", "logged_in": True, "personalized": True, "risk_tier": "", "shares": []}
+PREVIEW_DEFAULTS: dict[str, Any] = {"page": "home", "logged_in": True, "personalized": True, "risk_tier": "", "shares": []}
 DECISIONS = ("none", "approved", "declined")
 
 
@@ -193,7 +202,7 @@ def _preview_form() -> tuple[dict, dict, dict[str, list[str]]]:
     """The preview form's values (from the query string), the preview request they describe, and its errors."""
     args = request.args
     submitted = args.get("submitted") == "1"
-    values = {
+    values: dict[str, Any] = {
         "page": args.get("page", PREVIEW_DEFAULTS["page"]),
         "draft": submitted and args.get("draft") == "1",
         "logged_in": args.get("logged_in") == "1" if submitted else True,
