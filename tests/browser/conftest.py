@@ -60,6 +60,7 @@ def browser():
         "--proxy-server=http://127.0.0.1:9",
     ):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # to read the page's console errors
     service = webdriver.ChromeService(executable_path=driver_path)
     driver = webdriver.Chrome(options=options, service=service)
     driver.set_page_load_timeout(30)
@@ -91,6 +92,7 @@ def served(settings_overrides):
 def page(browser, served, request):
     """The browser, cleared, with helpers; a screenshot of the last screen is kept under ``artifacts/``."""
     browser.delete_all_cookies()
+    browser.get_log("browser")  # what earlier tests left in the console log
     helper = Page(browser, served)
     yield helper
     ARTIFACTS.mkdir(exist_ok=True)
@@ -151,6 +153,10 @@ class Page:
             self.driver.save_screenshot(str(path))
         finally:
             self.driver.set_window_size(width, height)
+
+    def console_errors(self) -> list[str]:
+        """The page's console errors since the last call: scripts failing, a blocked resource, a CSP violation."""
+        return [entry["message"] for entry in self.driver.get_log("browser") if entry["level"] == "SEVERE"]
 
     def resources(self) -> list[str]:
         """Every URL the page loaded (scripts, styles, images, fonts, requests)."""

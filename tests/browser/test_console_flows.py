@@ -37,6 +37,7 @@ def test_sign_in_with_the_keyboard(page):
     assert "星云借·钱包专享" in page.find("#row-xingyun_loan").text
     assert page.driver.execute_script("return document.characterSet") == "UTF-8"
     assert not _same_origin(page, page.resources())
+    assert page.console_errors() == []
 
 
 def test_edit_a_promotion_and_see_the_draft_diff(page):
@@ -52,6 +53,7 @@ def test_edit_a_promotion_and_see_the_draft_diff(page):
     assert row.find_element("css selector", "td.before").text == "最高可借30万元，新用户7天免息"
     assert row.find_element("css selector", "td.after").text == NEW_PROMO
     assert len(page.find_all("#draft-diff section")) == 1
+    assert page.console_errors() == []
 
 
 def test_a_guard_error_is_shown_next_to_its_field(page):
@@ -111,6 +113,7 @@ def test_preview_a_logged_in_user_sees_the_partner_loan_on_top(page):
     filtered = page.find("#candidates tr[data-product='qingshan_loan']")
     assert filtered.get_attribute("data-outcome") == "filtered" and "no_consent" in filtered.text
     assert "risk_tier=A" in page.driver.current_url  # the preview can be shared as a link
+    assert page.console_errors() == []
 
 
 def test_roll_back_to_an_earlier_version(page):
@@ -144,6 +147,7 @@ def test_the_revenue_chart_is_drawn_for_the_demo_data(page):
     row = page.find("#revenue-breakdown-table").text
     assert "xingyun_loan" in row and "300.00" in row
     assert not _same_origin(page, page.resources())
+    assert page.console_errors() == []
 
 
 def test_finance_cannot_reach_the_catalogue(page):
