@@ -7,7 +7,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from tests.catalogue_fixtures import catalogue
+from tests.catalogue_builders import admin_catalogue
 from wallet_market.cli import main
 from wallet_market.services.tokens import UserTokens
 from wallet_market.store.access import key_hash
@@ -49,7 +49,7 @@ def test_token_is_signed_with_the_configured_secret_and_expires(run):
 
 def test_catalog_load_export_round_trip(run, tmp_path):
     source = tmp_path / "catalogue.json"
-    source.write_text(json.dumps(catalogue()))
+    source.write_text(json.dumps(admin_catalogue()))
     loaded = run("catalog", "load", str(source), "--publish")
     assert loaded.exit_code == 0, loaded.output
     assert "3 products" in loaded.output and "version 1" in loaded.output
@@ -63,7 +63,7 @@ def test_catalog_load_export_round_trip(run, tmp_path):
 
 
 def test_catalog_load_refuses_a_guard_violation_naming_the_field(run, tmp_path):
-    body = catalogue()
+    body = admin_catalogue()
     body["products"][1]["apr_max_bps"] = 3600
     source = tmp_path / "bad.json"
     source.write_text(json.dumps(body))

@@ -10,7 +10,7 @@ from wallet_market.domain.guards import (
 )
 from wallet_market.domain.placement import PlacementPolicy
 
-from catalogue_builders import (
+from tests.catalogue_builders import (
     TODAY,
     catalogue,
     layout,

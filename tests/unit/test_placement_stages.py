@@ -38,7 +38,7 @@ from wallet_market.domain.placement import (
 )
 from wallet_market.domain.users import UserProfile
 
-from catalogue_builders import NOW, TODAY, catalogue, micro_fen_per_click_product, page, partner, product, slot, user
+from tests.catalogue_builders import NOW, TODAY, catalogue, micro_fen_per_click_product, page, partner, product, slot, user
 
 POLICY = PlacementPolicy()
 HOME_SLOTS = [slot("top", 10000), slot("second", 5000)]
