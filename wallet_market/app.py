@@ -15,9 +15,10 @@ from flask import Flask, Response, g, jsonify, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
-from . import metrics
+from . import console, metrics
 from .composition import Components, build_components
 from .quiet_logs import RepeatLimiter
+from .console import SWAGGER_UI_URL
 from .services.errors import ServiceError
 from .settings import load_settings
 
@@ -45,7 +46,8 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, start_background: 
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_URL,  # served from the package: /docs works offline
+        OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None},
         JSON_SORT_KEYS=False,
         WALLET_MARKET_START_BACKGROUND=start_background,
     )
@@ -61,6 +63,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, start_background: 
 
     for blueprint in blueprints():
         api.register_blueprint(blueprint)
+    console.install(app)
     _install_error_handlers(app)
     _install_request_metrics(app)
 

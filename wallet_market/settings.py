@@ -53,6 +53,7 @@ class Settings:
         300, min=0, max=3600, help="while Redis is unreachable, accept a key verified this recently"
     )
     log_level: str = _spec("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    console_session_hours: float = _spec(8.0, min=0.01, max=24 * 30, help="how long a console sign-in lasts")
     # funnel tracking
     max_event_batch: int = _spec(500, min=1, max=10000)
     postback_replay_window_seconds: int = _spec(300, min=1, max=3600)

@@ -130,6 +130,20 @@ class Access:
         """A message of the revocation channel: the key id to forget."""
         self.forget(message.decode() if isinstance(message, bytes) else str(message))
 
+    def recheck(self, api_key_hash: str, roles: tuple[str, ...]) -> Principal:
+        """Verify a key known only by its hash (a signed-in console session) is still valid, for ``roles``."""
+        principal = self._cached(api_key_hash, fresh=True)
+        if principal is None:
+            try:
+                record = self.api_keys.lookup(api_key_hash)
+            except redis.RedisError:
+                principal = self._cached(api_key_hash, fresh=False)
+                if principal is None:
+                    raise Unavailable("the key store is unreachable; retry shortly") from None
+                return self._check(principal, roles, 0)
+            principal = self._remember(api_key_hash, record)
+        return self._check(principal, roles, 0)
+
     def _check(self, principal: Principal | None, roles: tuple[str, ...], count: int) -> Principal:
         if principal is None:
             raise Unauthorized("unknown API key", {"Authorization": ["unknown API key"]})

@@ -295,6 +295,10 @@ class CatalogueAdmin:
                 continue
         raise Conflict("the draft kept changing; try again")
 
+    def published(self) -> dict[str, Any] | None:
+        """The served version's record and catalogue (``None`` before the first publish)."""
+        return self.store.load_current()
+
     def versions(self) -> dict[str, Any]:
         return {"current": self.store.current_version(), "versions": [self._record(r) for r in self.store.history()]}
 

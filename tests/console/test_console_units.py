@@ -1,0 +1,104 @@
+"""The console's pure parts: reading form fields, routing errors to fields, the draft diff, chart drawing."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from werkzeug.datastructures import MultiDict
+
+from wallet_market.console import charts, forms
+from wallet_market.console.blueprint import _micro_fen
+from wallet_market.console.diff import catalogue_diff, entity_changes, flatten
+
+
+def test_reading_and_merging_a_partial_product_form():
+    base = {"product_id": "p", "promo": "old", "funnel": {"ctr_bps": 100, "approval_rate_bps": 3000},
+            "lending": None, "eligibility": {"risk_tiers": ["A", "B"]}, "requires_login": True}
+    posted = MultiDict([("funnel.approval_rate_bps", "A=4000, B=3000 default=2000"), ("eligibility.risk_tiers", ""),
+                        ("eligibility.risk_tiers", "C"), ("requires_login", "0"), ("lending.apr_bps", "")])
+    submitted = forms.read_submitted(forms.PRODUCT_FORM, posted)
+    merged, errors = forms.merge(forms.PRODUCT_FORM, base, submitted)
+    assert errors == {}
+    assert merged == {"product_id": "p", "promo": "old", "funnel": {"ctr_bps": 100, "approval_rate_bps": {"A": 4000, "B": 3000, "default": 2000}},
+                      "lending": None, "eligibility": {"risk_tiers": ["C"]}, "requires_login": False}
+    assert base["funnel"]["approval_rate_bps"] == 3000  # the draft entity is not changed in place
+
+
+@pytest.mark.parametrize(("name", "raw", "message"), [
+    ("funnel.ctr_bps", "4%", "enter a whole number"), ("daily_impression_cap", "lots", "leave it blank"),
+    ("funnel.approval_rate_bps", "A=high", "cannot read 'A=high'"), ("funnel.approval_rate_bps", "", "per tier"),
+])
+def test_unreadable_fields_are_named(name, raw, message):
+    _, errors = forms.merge(forms.PRODUCT_FORM, {}, {name: raw})
+    assert list(errors) == [name] and message in errors[name][0]
+
+
+def test_json_fields_report_where_they_break():
+    _, errors = forms.merge(forms.PAGE_FORM, {}, {"slots": '[{"slot_id": }]'})
+    assert errors["slots"][0].startswith("not valid JSON") and "line 1, column 14" in errors["slots"][0]
+
+
+def test_errors_go_to_their_field_group_or_the_page():
+    field_errors, general = forms.route_errors(forms.PRODUCT_FORM, {
+        "products[xingyun_loan].promo": ["has a rate"],
+        "products[xingyun_loan].lending": ["needs lending"],
+        "funnel.ctr_bps": ["too high"],
+        "rules[r1].product_id": ["no product"],
+        "_schema": ["refusing this product"],
+    }, "xingyun_loan")
+    assert field_errors == {"promo": ["has a rate"], "lending": ["needs lending"], "funnel.ctr_bps": ["too high"]}
+    assert general == [("rules[r1].product_id", "no product"), ("", "refusing this product")]
+    page_errors, _ = forms.route_errors(forms.PAGE_FORM, {"pages[home].slots[top].position_weight_bps": ["0–10000"]}, "home")
+    assert page_errors == {"slots": ["[top].position_weight_bps: 0–10000"]}
+
+
+def test_marshmallow_messages_become_paths():
+    assert forms.flatten_messages({"funnel": {"ctr_bps": ["bad"]}, "slots": {0: {"slot_id": ["missing"]}}, "_schema": ["x"]}) == {
+        "funnel.ctr_bps": ["bad"], "slots[0].slot_id": ["missing"], "_schema": ["x"]}
+
+
+def test_flatten_keys_lists_of_objects_by_their_id():
+    page = {"page_id": "home", "slots": [{"slot_id": "top", "position_weight_bps": 10000}], "editorial_order": ["a", "b"]}
+    assert flatten(page) == {"page_id": "home", "slots[top].slot_id": "top", "slots[top].position_weight_bps": 10000,
+                             "editorial_order": ["a", "b"]}
+
+
+def test_the_catalogue_diff_names_added_removed_and_changed_fields():
+    published = {"products": [{"product_id": "a", "promo": "x", "funnel": {"ctr_bps": 1}}, {"product_id": "gone", "promo": ""}],
+                 "rules": []}
+    draft = {"products": [{"product_id": "a", "promo": "y", "funnel": {"ctr_bps": 1}}, {"product_id": "new", "promo": "n"}],
+             "rules": []}
+    changes = catalogue_diff(published, draft)
+    assert [(c.kind, c.entity_id, c.status) for c in changes] == [
+        ("products", "a", "changed"), ("products", "gone", "removed"), ("products", "new", "added")]
+    assert [(f.path, f.before, f.after) for f in changes[0].changes] == [("promo", "x", "y")]
+    assert catalogue_diff(None, draft)[0].status == "added"
+    assert entity_changes({"a": 1}, {"a": 1}) == []
+
+
+def test_nice_axis_steps_and_yuan_labels():
+    assert charts._nice_step(30_000) == 10_000  # 0–¥300 in ¥100 steps
+    assert charts._nice_step(700) == 200
+    assert charts._axis([30_000, 136]) == (0, 30_000, 10_000)
+    assert charts.yuan_label(30_000) == "¥300" and charts.yuan_label(136) == "¥1.36"
+    assert charts.yuan_label(123_456_789) == "¥123.5万"
+
+
+def test_a_time_series_draws_a_point_per_day_and_series():
+    svg = charts.time_series("t", "Title", ["2026-01-01", "2026-01-02", "2026-01-03"], [("earned", [0, 100, 300]), ("modelled", [10, 10, 10])])
+    assert svg.count('<circle class="point"') == 6 and svg.count("<polyline") == 2
+    assert 'role="img"' in svg and '<title id="t-title">Title</title>' in svg
+    # the highest point (¥3.00) is at the top of the plot, zero at its foot
+    ys = [float(y) for y in re.findall(r'<circle class="point" cx="[\d.]+" cy="([\d.]+)"', svg)]
+    assert min(ys) == ys[2] and ys[0] > ys[2]
+
+
+def test_bars_escape_their_labels():
+    svg = charts.bars("b", "By <product>", ["<a>", "b"], [("earned", [100, -50])])
+    assert "<a>" not in svg and "&lt;a&gt;" in svg and svg.count('<rect class="bar"') == 2
+
+
+def test_micro_fen_shows_fen_with_two_decimals_rounded_half_up():
+    assert _micro_fen(136_080_000) == "136.08"
+    assert _micro_fen(5_000) == "0.01" and _micro_fen(4_999) == "0.00" and _micro_fen(-5_000) == "-0.01"
+    assert _micro_fen(123_456_789_000) == "123,456.79"
