@@ -48,7 +48,8 @@ def test_the_readme_lists_every_command_and_option():
 
 def test_the_tour_writes_into_an_ignored_scratch_directory():
     tour = README[README.index("## A short tour"):README.index("## What it does")]
-    written = re.findall(r"(?:--csv|--chart|-o|--output|>)\s+(\S+)", tour)
+    commands = "\n".join(re.findall(r"```sh\n(.*?)```", tour, flags=re.S))
+    written = re.findall(r"(?:--csv|--chart|-o|--output|>)\s+(\S+)", commands)
     assert written and all(path.startswith("tour/") for path in written), written
     ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").split()
     assert "tour/" in ignored and "var/" in ignored

@@ -75,10 +75,15 @@ def _micro_fen(micro: int | None) -> str:
 
 
 @console.app_template_filter("timestamp")
-def _timestamp(epoch) -> str:
-    if epoch in (None, ""):
+def _timestamp(value) -> str:
+    """A time as the services give it (ISO 8601 UTC, or epoch seconds) shown to the second."""
+    if value in (None, ""):
         return "–"
-    return datetime.fromtimestamp(float(epoch), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if isinstance(value, str):
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+    else:
+        moment = datetime.fromtimestamp(float(value), tz=timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @console.context_processor
