@@ -3,9 +3,20 @@
 Verified keys are cached in-process for a short while, so the hot layout path
 costs no extra Redis round trip; a cached key stays usable (stale) while Redis
 is unreachable, so layouts keep being served from the last snapshot.
+
+A key carries a tag, an HMAC of its role and random part under the service
+secret (``wm_<role>_<random>_<tag>``; see :class:`KeyTags`). While Redis is
+unreachable a process can check a tag offline: an ``app`` key whose tag
+verifies gets its layouts (degraded: no personal data, no rate count) even if
+this process never saw it before; nothing else is accepted on a tag alone, and
+a key shaped like a tagged one whose tag does not verify is refused. With Redis
+up the store decides, as for keys made before tags existed.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -13,13 +24,18 @@ from typing import Any
 
 import redis
 
-from ..store.access import ApiKeyStore, key_hash
+from ..store.access import ROLES, ApiKeyStore, key_hash
 from ..store.layout_reads import KeyFacts, read_key_facts
 from .errors import ServiceError, Unavailable
 from .tokens import InvalidToken, UserTokens
 
 FRESH_SECONDS = 30.0
 STALE_SECONDS = 3600.0
+TAG_CONTEXT = b"wallet_market api key tag v1"
+TAG_HEX_CHARS = 32
+TAGGED_KEY = re.compile(
+    r"^(wm_(" + "|".join(ROLES) + r")_[A-Za-z0-9_-]{32})_([0-9a-f]{" + str(TAG_HEX_CHARS) + r"})$"
+)
 
 
 class Unauthorized(ServiceError):
@@ -41,11 +57,44 @@ class Principal:
     key_id: str
 
 
+class KeyTags:
+    """Tags on API keys: the first 128 bits of an HMAC-SHA256 of ``wm_<role>_<random>``.
+
+    The HMAC key is derived from the service secret for this use alone, so a
+    tag is no signature of anything else the secret signs.
+    """
+
+    def __init__(self, secret: str):
+        self._key = hmac.new(secret.encode(), TAG_CONTEXT, hashlib.sha256).digest()
+
+    def _tag(self, body: str) -> str:
+        return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()[:TAG_HEX_CHARS]
+
+    def sign(self, body: str) -> str:
+        """``body`` (``wm_<role>_<random>``) with its tag appended."""
+        return f"{body}_{self._tag(body)}"
+
+    def verify(self, api_key: str) -> tuple[bool, str | None]:
+        """(whether ``api_key`` is shaped like a tagged key, its role when the tag verifies)."""
+        match = TAGGED_KEY.match(api_key)
+        if match is None:
+            return False, None
+        body, role, tag = match.groups()
+        return True, role if hmac.compare_digest(tag, self._tag(body)) else None
+
+
 class Access:
-    def __init__(self, api_keys: ApiKeyStore, user_tokens: UserTokens, rate_limit_per_minute: int):
+    def __init__(
+        self,
+        api_keys: ApiKeyStore,
+        user_tokens: UserTokens,
+        rate_limit_per_minute: int,
+        key_tags: KeyTags | None = None,
+    ):
         self.api_keys = api_keys
         self.user_tokens = user_tokens
-        self.rate_limit_per_minute = rate_limit_per_minute
+        self.rate_limit_per_minute = rate_limit_per_minute  # 0: no limit
+        self.key_tags = key_tags
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
 
@@ -66,11 +115,18 @@ class Access:
         principal = self._remember(digest, facts.record) if facts.read else cached
         return self._check(principal, roles, facts.rate_count)
 
-    def degraded(self, api_key: str, roles: tuple[str, ...]) -> Principal:
-        """Redis is unreachable: accept a key verified within the last hour."""
-        principal = self._cached(key_hash(api_key), fresh=False)
+    def degraded(self, api_key: str, roles: tuple[str, ...], offline_roles: tuple[str, ...] = ()) -> Principal:
+        """Redis is unreachable: accept a key verified within the last hour, or one of
+        ``offline_roles`` whose tag verifies; refuse a key whose tag is forged."""
+        digest = key_hash(api_key)
+        principal = self._cached(digest, fresh=False)
         if principal is None:
-            raise Unavailable("the key store is unreachable; retry shortly")
+            tagged, role = self.key_tags.verify(api_key) if self.key_tags is not None else (False, None)
+            if tagged and role is None:
+                raise Unauthorized("unknown API key", {"Authorization": ["unknown API key"]})
+            if role is None or (role in roles and role not in offline_roles):
+                raise Unavailable("the key store is unreachable; retry shortly")
+            principal = Principal(role=role, name="", key_id=digest[:12])
         return self._check(principal, roles, 0)
 
     def authenticate(self, authorization: str | None, roles: tuple[str, ...]) -> Principal:
@@ -91,7 +147,7 @@ class Access:
                 f"the {principal.role!r} role may not call this; it needs {' or '.join(roles)}",
                 {"Authorization": [f"role {principal.role!r} not allowed"]},
             )
-        if count > self.rate_limit_per_minute:
+        if self.rate_limit_per_minute and count > self.rate_limit_per_minute:
             raise RateLimited(f"more than {self.rate_limit_per_minute} requests this minute for this key")
         return principal
 
