@@ -311,6 +311,8 @@ def run(
             click.echo(f"Embedded Redis: {embedded.data_file}")
         metrics_dir = _multiprocess_metrics()
         _prepare_store(settings)
+        # Imported here, before the fork, so every worker (and every replacement) starts with the code loaded.
+        from .. import app as _app  # noqa: F401
         if with_worker:
             ledger = LedgerWorkerProcess(f"{socket.gethostname()}-serve-{port}")
             ledger.start()
@@ -323,6 +325,10 @@ def run(
         else:
             run_granian(host, port, workers, threads, worker_lifetime)
     finally:
+        # gunicorn forks its workers from inside the call above, and a worker leaves by raising
+        # SystemExit through these frames: only the master may clean up.
+        if os.getpid() != _master_pid:
+            return
         # The web workers are gone by now; then the ledger worker, and the Redis they used last.
         if ledger is not None:
             ledger.stop()
