@@ -7,8 +7,8 @@ import time
 from typing import Any, Callable
 
 import orjson
-import redis
 
+from .connection import RedisClient
 from .keys import Keys
 
 ROLES = ("app", "pm", "finance", "internal")
@@ -19,7 +19,7 @@ def key_hash(api_key: str) -> str:
 
 
 class ApiKeyStore:
-    def __init__(self, client: redis.Redis, keys: Keys, sign: Callable[[str], str] | None = None):
+    def __init__(self, client: RedisClient, keys: Keys, sign: Callable[[str], str] | None = None):
         self.client = client
         self.keys = keys
         self.sign = sign  # appends the key's tag to ``wm_<role>_<random>``
