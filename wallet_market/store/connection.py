@@ -147,7 +147,12 @@ def _is_redis_server(pid: int) -> bool:
 
 
 def _answers(socket_file: str) -> bool:
-    client = redis.Redis(unix_socket_path=socket_file, socket_timeout=1, socket_connect_timeout=1)
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = redis.Redis(
+        unix_socket_path=socket_file, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
     try:
         return bool(client.ping())
     except (redis.RedisError, OSError):
@@ -310,19 +315,12 @@ class EmbeddedRedis:
             return
         process, self._process = self._process, None
         if process.poll() is None:
-            client = redis.Redis(unix_socket_path=self.socket_file, socket_timeout=STOP_TIMEOUT_SECONDS)
-            try:
-                client.shutdown(save=True)
-            except redis.ConnectionError:
-                pass  # the server closes our connection as it exits
-            except redis.RedisError as exc:
-                log.warning("embedded Redis did not shut down cleanly: %s", exc)
-                process.terminate()
-            finally:
-                client.close()
+            # SIGTERM: with save points configured the server saves its data file, then exits.
+            process.terminate()
             try:
                 process.wait(timeout=STOP_TIMEOUT_SECONDS)
             except subprocess.TimeoutExpired:
+                log.warning("embedded Redis (pid %s) did not stop in time; killing it", process.pid)
                 process.kill()
                 process.wait()
         self.registry_file.unlink(missing_ok=True)
