@@ -167,7 +167,8 @@ class Served:
         self.log_path = workdir / f"{name}.log"
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60.0) -> "Served":
+    def start(self, timeout: float = 60.0, expect: tuple[int, ...] = (200,)) -> "Served":
+        """Start and wait until ``/readyz`` answers one of ``expect`` (200: ready)."""
         log = open(self.log_path, "a")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "wallet_market", "serve", "--port", str(self.port), *self.args],
@@ -179,7 +180,7 @@ class Served:
             if self.process.poll() is not None:
                 raise AssertionError(f"serve exited early:\n{self.log()}")
             try:
-                return requests.get(f"{self.base}/readyz", timeout=1).status_code == 200
+                return requests.get(f"{self.base}/readyz", timeout=1).status_code in expect
             except (requests.ConnectionError, requests.Timeout):  # not listening yet, or a worker still booting
                 return False
 
