@@ -9,6 +9,7 @@ restart in the same directory.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 
@@ -20,10 +21,24 @@ from tests.processes import Served, command_line, descendants, identity, running
 pytestmark = pytest.mark.e2e
 
 
+LAYOUT_COUNT = re.compile(
+    r'^wallet_market_request_seconds_count\{endpoint="/v1/layout",method="GET",status="200"\} ([0-9.e+]+)$', re.M
+)
+
+
 def layout(served: Served, key: str) -> requests.Response:
-    return requests.get(
+    answer = requests.get(
         f"{served.base}/v1/layout", params={"page": "home"}, headers={"Authorization": f"Bearer {key}"}, timeout=20
     )
+    if answer.status_code == 200:
+        served.layouts_served = getattr(served, "layouts_served", 0) + 1
+    return answer
+
+
+def layouts_in_metrics(served: Served) -> int:
+    """The layouts ``/metrics`` counts: the samples of every worker, the exited ones included."""
+    text = requests.get(f"{served.base}/metrics", timeout=20).text
+    return int(sum(float(value) for value in LAYOUT_COUNT.findall(text)))
 
 
 def answers_for(served: Served, key: str, seconds: float) -> list[tuple[int, int, str]]:
@@ -60,6 +75,8 @@ def test_sigterm_to_a_web_worker_leaves_layouts_and_readiness_untouched(tmp_path
             assert set(served.web_workers()) != before
         assert all(answer == (200, 200, "ready") for answer in answers_for(served, key, 0.5))
         assert redis_server == [pid for pid in descendants(served.pid) if "redis-server" in command_line(pid)]
+        # /metrics sums every worker's samples, those of the workers that exited too
+        assert layouts_in_metrics(served) == served.layouts_served
     finally:
         code = served.stop()
     assert code == 0, served.log()
