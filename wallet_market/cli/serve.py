@@ -39,6 +39,8 @@ DEFAULT_SERVER = "granian"
 APP_FACTORY = "wallet_market.app:create_app"
 GC_YOUNG_THRESHOLD = 20_000
 GRACEFUL_SECONDS = 10
+SHORT_LIVED_SECONDS = 5.0  # a granian worker that dies younger than this is respawned after a pause
+RESPAWN_PAUSE_SECONDS = 1.0
 LEDGER_RESTART_SECONDS = (1.0, 30.0)  # first and longest wait before restarting a ledger worker that died
 
 # The master's pid, recorded before any worker is forked (a forked worker checks it).
@@ -144,15 +146,37 @@ def _granian_loader(factory_path: str):
     return load_application(_import(factory_path))
 
 
+def _granian_server():
+    """granian's server, minus its exit when a worker dies again soon after being respawned.
+
+    granian treats that as a crash loop and stops the whole server, so killing
+    the same worker twice within a few seconds would take the service down. Here
+    a worker that dies is always respawned, after a short pause when it lived
+    only briefly (so a worker that cannot start does not spin).
+    """
+    import time
+
+    from granian import Granian
+
+    class Server(Granian):
+        def _respawn_workers(self, workers, spawn_target, target_loader, delay: float = 0):
+            now = time.monotonic()
+            if not delay and any(now - self.wrks[idx].birth < SHORT_LIVED_SECONDS for idx in workers):
+                time.sleep(RESPAWN_PAUSE_SECONDS)
+            super()._respawn_workers(workers, spawn_target, target_loader, delay)
+            self.respawned_wrks.clear()  # what granian's crash-loop check reads
+
+    return Server
+
+
 def run_granian(
     host: str, port: int, workers: int, threads: int, worker_lifetime: int | None = None, factory_path: str = ""
 ) -> None:
     """Serve with granian: WSGI, ``threads`` Python threads per worker, workers respawned when they die."""
-    from granian import Granian
     from granian.constants import Interfaces
     from granian.log import LogLevels
 
-    server = Granian(
+    server = _granian_server()(
         factory_path or APP_FACTORY,
         address=host,
         port=port,
