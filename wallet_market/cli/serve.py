@@ -86,13 +86,11 @@ def load_application(factory: Callable | None = None):
 
 
 # -- gunicorn ---------------------------------------------------------------------
-def gunicorn_options(
-    host: str, port: int, workers: int, threads: int, max_requests: int = 0, on_fork: Callable | None = None
-) -> dict:
+def gunicorn_options(host: str, port: int, workers: int, threads: int, max_requests: int = 0) -> dict:
     """The gunicorn settings shared by the service and the benchmark's baseline."""
 
     def post_fork(server, worker):
-        (on_fork or prepare_worker_process)()
+        prepare_worker_process()
 
     def child_exit(server, worker):
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
