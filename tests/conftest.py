@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Redis (the one named by the environment, else an embedded one),
+"""Shared fixtures: a real Redis (the one ``WALLET_MARKET_TEST_REDIS_URL`` names, else an embedded one),
 an isolated key prefix per test, and the app → client → keys chain."""
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-import redis
+
+from tests.redis_keys import connect, delete_prefix, is_cluster_url
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = "test-secret-0123456789abcdef0123456789"
@@ -19,8 +20,8 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
-    """``WALLET_MARKET_TEST_REDIS_URL`` or ``WALLET_MARKET_REDIS_URL`` when set, else an embedded Redis."""
-    url = os.environ.get("WALLET_MARKET_TEST_REDIS_URL") or os.environ.get("WALLET_MARKET_REDIS_URL")
+    """``WALLET_MARKET_TEST_REDIS_URL`` when set (``redis://``, ``unix://`` or ``redis+cluster://``), else an embedded Redis."""
+    url = os.environ.get("WALLET_MARKET_TEST_REDIS_URL")
     if url:
         yield url
         return
@@ -31,28 +32,31 @@ def redis_url(tmp_path_factory):
     embedded.close()
 
 
+@pytest.fixture(scope="session")
+def cluster_url(redis_url, tmp_path_factory):
+    """A Redis Cluster: the test Redis when it is one, else three local masters started for the session."""
+    if is_cluster_url(redis_url):
+        yield redis_url
+        return
+    from tests.redis_cluster import LocalCluster, redis_server_path
+
+    if redis_server_path() is None:
+        pytest.skip("redis-server is not installed: no local Redis Cluster")
+    with LocalCluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster.url
+
+
 @pytest.fixture
 def key_prefix(redis_url):
     """A key prefix of this test's own; its keys are removed afterwards (never FLUSHALL)."""
     prefix = f"wmtest-{uuid.uuid4().hex[:10]}"
     yield prefix
-    client = redis.Redis.from_url(redis_url)
-    try:
-        batch = []
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 500:
-                client.delete(*batch)
-                batch.clear()
-        if batch:
-            client.delete(*batch)
-    finally:
-        client.close()
+    delete_prefix(redis_url, prefix)
 
 
 @pytest.fixture
 def redis_client(redis_url):
-    client = redis.Redis.from_url(redis_url)
+    client = connect(redis_url)
     yield client
     client.close()
 

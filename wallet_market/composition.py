@@ -142,7 +142,13 @@ def build_components(settings: Settings) -> Components:
     impression_tokens = ImpressionTokens(settings.secret_key, settings.impression_token_ttl_seconds)
     catalogue_store = CatalogueStore(client, keys)
     key_tags = KeyTags(settings.secret_key)
-    access = Access(ApiKeyStore(hot_client, keys), user_tokens, settings.rate_limit_per_minute, key_tags)
+    access = Access(
+        ApiKeyStore(hot_client, keys),
+        user_tokens,
+        settings.rate_limit_per_minute,
+        outage_grace_seconds=settings.api_key_outage_grace_seconds,
+        key_tags=key_tags,
+    )
 
     # The catalogue each serving snapshot is built from: learned funnel rates replace the priors.
     ledger = Ledger(client, keys)
@@ -155,6 +161,8 @@ def build_components(settings: Settings) -> Components:
         poll_seconds=settings.snapshot_poll_seconds,
     )
     snapshots.listeners.append(lambda snap: metrics.RULESET_VERSION.set(snap.version))
+    # The process's one subscriber also tells the key cache which keys were revoked.
+    snapshots.subscribe(keys.api_keys_revoked_channel(), access.on_revoked)
 
     # The partner gateway: one pooled, signed client with breakers shared through Redis.
     partner_client = PartnerClient(

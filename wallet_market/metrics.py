@@ -118,7 +118,12 @@ def _build() -> dict[str, object]:
     )
     _metrics["WORKER_DEAD_LETTERS"] = Counter(
         "wallet_market_worker_dead_letters_total",
-        "Stream entries the ledger worker could not interpret (kept in the dead-letter stream)",
+        "Stream entries the ledger worker set aside in the dead-letter stream (unreadable, or failing every attempt)",
+    )
+    _metrics["WORKER_APPLY_FAILURES"] = Counter(
+        "wallet_market_worker_apply_failures_total",
+        "Failed attempts to apply a stream entry: retried (delivered again later) or set_aside (dead letter)",
+        ["outcome"],
     )
     _metrics["DECISION_LOG"] = Counter(
         "wallet_market_decision_log_total",

@@ -57,6 +57,9 @@ class Settings:
     demo_catalogue: str = _spec("config/demo_catalogue.toml")
     snapshot_poll_seconds: float = _spec(5.0, min=0, max=3600, help="fallback poll when a publish message is missed")
     rate_limit_per_minute: int = _spec(60000, min=0, help="requests per minute per API key; 0: no limit")
+    api_key_outage_grace_seconds: int = _spec(
+        300, min=0, max=3600, help="while Redis is unreachable, accept a key verified this recently"
+    )
     log_level: str = _spec("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     # funnel tracking
     max_event_batch: int = _spec(500, min=1, max=10000)

@@ -1,9 +1,9 @@
 """Catalogue administration over HTTP: schemas, guards at write time, publish, rollback, preview."""
-from tests.catalogue_fixtures import catalogue, page, partner, product
+from tests.catalogue_builders import admin_catalogue, admin_page, admin_partner, admin_product
 
 
 def _load(client, auth, body=None):
-    body = body or catalogue()
+    body = body or admin_catalogue()
     for kind in ("partners", "products", "pages", "rules"):
         for entity in body[kind]:
             response = client.post(f"/admin/v1/{kind}", json=entity, headers=auth("pm"))
@@ -15,7 +15,7 @@ def test_create_read_update_delete_through_the_draft(client, auth):
     got = client.get("/admin/v1/products/lender_a_loan", headers=auth("pm")).get_json()
     assert got["settlement"] == {"model": "cps", "cps_rate_bps": 200, "fee_fen": 0, "transfer_price_bps": 0}
     changed = client.put(
-        "/admin/v1/products/lender_a_loan", json=product("lender_a_loan", "lender_a", title="Better loan"), headers=auth("pm")
+        "/admin/v1/products/lender_a_loan", json=admin_product("lender_a_loan", "lender_a", title="Better loan"), headers=auth("pm")
     )
     assert changed.status_code == 200 and changed.get_json()["title"] == "Better loan"
     assert client.delete("/admin/v1/products/lender_b_loan", headers=auth("pm")).status_code == 204
@@ -23,7 +23,7 @@ def test_create_read_update_delete_through_the_draft(client, auth):
 
 
 def test_guard_10_bad_input_is_a_4xx_naming_the_field(client, auth):
-    response = client.post("/admin/v1/partners", json={**partner(), "licence_type": "pawnshop"}, headers=auth("pm"))
+    response = client.post("/admin/v1/partners", json={**admin_partner(), "licence_type": "pawnshop"}, headers=auth("pm"))
     assert response.status_code == 422
     assert "licence_type" in response.get_json()["errors"]["json"]
     response = client.post("/admin/v1/partners", data="{not json", headers={**auth("pm"), "Content-Type": "application/json"})
@@ -32,14 +32,14 @@ def test_guard_10_bad_input_is_a_4xx_naming_the_field(client, auth):
 
 def test_guard_violations_are_refused_at_write_naming_the_field(client, auth):
     _load(client, auth)
-    response = client.post("/admin/v1/products", json=product("usury", "lender_a", apr_max_bps=3600), headers=auth("pm"))
+    response = client.post("/admin/v1/products", json=admin_product("usury", "lender_a", apr_max_bps=3600), headers=auth("pm"))
     assert response.status_code == 422
     assert any("apr_max_bps" in field for field in response.get_json()["errors"])
     assert client.get("/admin/v1/products/usury", headers=auth("pm")).status_code == 404
 
 
 def test_the_signing_secret_is_write_only(client, auth):
-    created = client.post("/admin/v1/partners", json={**partner(), "signing_secret": "0123456789abcdef-secret"}, headers=auth("pm"))
+    created = client.post("/admin/v1/partners", json={**admin_partner(), "signing_secret": "0123456789abcdef-secret"}, headers=auth("pm"))
     assert created.status_code == 201 and "signing_secret" not in created.get_json()
     listed = client.get("/admin/v1/partners", headers=auth("pm")).get_json()
     assert "0123456789abcdef-secret" not in repr(listed)
@@ -53,7 +53,7 @@ def test_publish_then_layouts_use_the_new_version_and_rollback_restores(client, 
     layout = client.get("/v1/layout?page=home", headers=auth("app")).get_json()
     assert layout["ruleset_version"] == 1
     client.delete("/admin/v1/pages/home", headers=auth("pm"))
-    client.post("/admin/v1/pages", json=page("home", title="v2", slots=[{"slot_id": "only"}]), headers=auth("pm"))
+    client.post("/admin/v1/pages", json=admin_page("home", title="v2", slots=[{"slot_id": "only"}]), headers=auth("pm"))
     assert client.post("/admin/v1/rulesets/publish", json={}, headers=auth("pm")).get_json()["version"] == 2
     comps.snapshots.refresh()
     assert [s["slot"] for s in client.get("/v1/layout?page=home", headers=auth("app")).get_json()["slots"]] == ["only"]

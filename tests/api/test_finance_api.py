@@ -146,3 +146,40 @@ def test_openapi_documents_the_scenario_body_and_answer(demo_app, client):
     answer = operation["responses"]["200"]["content"]
     assert answer["application/json"]["schema"] == {"$ref": "#/components/schemas/Comparison"}
     assert "text/csv" in answer
+
+
+def test_a_product_the_segment_cannot_be_shown_gets_a_note_saying_why(demo_app, client, auth):
+    scenario = {
+        "name": "tier_a_only",
+        "segments": [
+            {"name": "prime", "risk_tier": "A", "logged_in": True, "impressions": 1_000},
+            {"name": "visitors", "logged_in": False, "impressions": 1_000},
+        ],
+        "products": ["haoyue_loan"],  # offered to tiers B, C and D only, and only after a login
+    }
+    response = _compare(client, auth, scenario)
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["rows"] == []
+    assert body["notes"] == [
+        {"segment": "prime", "product_id": "haoyue_loan", "note": "not offered to risk tier A (its eligible tiers: B, C, D)"},
+        {"segment": "visitors", "product_id": "haoyue_loan", "note": "needs a logged-in user; this segment is visitors"},
+    ]
+    both = _compare(client, auth, {**scenario, "products": ["inhouse_loan", "haoyue_loan"]}).get_json()
+    assert [(r["segment"], r["product_id"]) for r in both["rows"]] == [("prime", "inhouse_loan"), ("visitors", "inhouse_loan")]
+    assert len(both["notes"]) == 2  # every product asked about is either a row or a note
+
+
+def test_an_override_restating_the_in_house_model_is_accepted(demo_app, client, auth):
+    restated = {**SCENARIO, "overrides": {"inhouse_loan": {"settlement": {"model": "self", "transfer_price_bps": 200}}}}
+    response = _compare(client, auth, restated)
+    assert response.status_code == 200, response.get_json()
+    rows = {row["product_id"]: row for row in response.get_json()["rows"]}
+    # 131.25 loans per 100,000 impressions × 800,000 fen × 2% transfer price = 2,100,000 fen; 21,000 per 1,000.
+    assert rows["inhouse_loan"]["platform_revenue_fen"] == 2_100_000 and rows["inhouse_loan"]["rpm_platform_fen"] == 21_000
+    switched = _compare(client, auth, {**SCENARIO, "overrides": {"xingyun_loan": {"settlement": {"model": "self"}}}})
+    assert switched.status_code == 422
+    assert "overrides.xingyun_loan.settlement.model" in switched.get_json()["errors"]
+    still_fixed = _compare(client, auth, {**SCENARIO, "overrides": {"inhouse_loan": {"settlement": {"model": "cps"}}}})
+    assert still_fixed.status_code == 422
+    assert "overrides.inhouse_loan.settlement.model" in still_fixed.get_json()["errors"]

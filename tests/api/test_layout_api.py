@@ -1,5 +1,6 @@
 """GET /v1/layout: the DESIGN §7 contract, signed impressions, one Redis round trip, degraded serving."""
 import redis
+from redis.cluster import RedisCluster
 
 from wallet_market.services.tokens import InvalidToken
 
@@ -72,31 +73,39 @@ def test_unknown_page_is_404_and_bad_query_names_the_field(demo_app, client, aut
 
 
 def test_a_layout_makes_at_most_one_redis_round_trip(demo_app, client, auth, comps, monkeypatch):
+    """One pipeline: on a single Redis one round trip, on a cluster at most one to each node."""
     token = _prime_user(client, auth, comps)
     client.get("/v1/layout?page=home", headers=auth("app"))  # the key is now cached
-    pool = comps.layouts.client.connection_pool
-    checkouts = []
-    original = pool.get_connection
+    client_of_layouts = comps.layouts.client
+    if isinstance(client_of_layouts, RedisCluster):
+        pools = [node.redis_connection.connection_pool for node in client_of_layouts.get_nodes()]
+    else:
+        pools = [client_of_layouts.connection_pool]
+    sends: list[int] = []
 
-    def counting_get_connection(*args, **kwargs):
-        connection = original(*args, **kwargs)
-        if getattr(connection, "_counted", False):
+    def counting(pool_index, original):
+        def get_connection(*args, **kwargs):
+            connection = original(*args, **kwargs)
+            if getattr(connection, "_counted", False):
+                return connection
+            connection._counted = True
+            original_send = connection.send_packed_command
+
+            def send(command, *a, **k):
+                sends.append(pool_index)
+                return original_send(command, *a, **k)
+
+            connection.send_packed_command = send
             return connection
-        connection._counted = True
-        original_send = connection.send_packed_command
 
-        def send(command, *a, **k):
-            checkouts.append(command)
-            return original_send(command, *a, **k)
+        return get_connection
 
-        connection.send_packed_command = send
-        return connection
-
-    monkeypatch.setattr(pool, "get_connection", counting_get_connection)
+    for index, pool in enumerate(pools):
+        monkeypatch.setattr(pool, "get_connection", counting(index, pool.get_connection))
     for headers in (auth("app"), auth("app", **{"X-User-Token": token})):
-        checkouts.clear()
+        sends.clear()
         assert client.get("/v1/layout?page=home", headers=headers).status_code == 200
-        assert len(checkouts) == 1, f"{len(checkouts)} round trips"
+        assert sends and len(sends) == len(set(sends)), f"{len(sends)} round trips to {len(set(sends))} node(s)"
 
 
 def test_redis_down_serves_from_the_snapshot_marked_degraded(demo_app, client, auth, comps):

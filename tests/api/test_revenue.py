@@ -105,6 +105,23 @@ def test_revenue_groups_by_partner_product_slot_tier_and_day(client, auth, earne
     assert list(days) == [today] and days[today]["loans"] == 1
 
 
+def test_without_from_and_to_the_answer_covers_the_last_7_days_and_says_so(client, auth, earned, today):
+    from datetime import date, timedelta
+
+    response = client.get("/finance/v1/revenue?group_by=day", headers=auth("finance"))
+    assert response.status_code == 200, response.json
+    body = response.json
+    week_ago = (date.fromisoformat(today) - timedelta(days=6)).isoformat()
+    assert (body["from"], body["to"]) == (week_ago, today)
+    assert "last 7 days" in body["note"] and week_ago in body["note"] and today in body["note"]
+    assert [row["day"] for row in body["rows"]] == [today]
+
+    only_to = client.get("/finance/v1/revenue?to=2026-01-10", headers=auth("finance")).json
+    assert (only_to["from"], only_to["to"]) == ("2026-01-04", "2026-01-10") and "from not given" in only_to["note"]
+    given = client.get(f"/finance/v1/revenue?from={today}&to={today}", headers=auth("finance")).json
+    assert "note" not in given
+
+
 def test_days_without_events_have_no_rows(client, auth, earned):
     assert revenue(client, auth, "channel", "2001-01-01", "2001-01-31") == {}
 
@@ -112,7 +129,6 @@ def test_days_without_events_have_no_rows(client, auth, earned):
 @pytest.mark.parametrize(
     ("query", "field"),
     [
-        ("to=2026-01-01&group_by=day", "from"),
         ("from=2026-01-02&to=2026-01-01", "to"),
         ("from=2026-01-01&to=2026-01-01&group_by=colour", "group_by"),
         ("from=2024-01-01&to=2026-01-01", "to"),

@@ -1,4 +1,9 @@
-"""End to end: `wallet-market serve` in a fresh directory (embedded Redis), called over HTTP."""
+"""End to end: `wallet-market serve` in a fresh directory, called over HTTP.
+
+It runs on an embedded Redis, as a new user starts it, unless
+``WALLET_MARKET_TEST_REDIS_URL`` names a Redis (or a Redis Cluster): then the
+service is pointed at it under a key prefix of its own, removed afterwards.
+"""
 from __future__ import annotations
 
 import os
@@ -8,10 +13,13 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 import requests
+
+from tests.redis_keys import delete_prefix
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +36,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """The service as a new user starts it: no Redis URL, a fresh working directory, two workers."""
+    """The service as a new user starts it: a fresh working directory, two workers, no Redis URL but the test's."""
     workdir = tmp_path_factory.mktemp("serve")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WALLET_MARKET_")}
@@ -39,11 +47,29 @@ def served(tmp_path_factory):
         WALLET_MARKET_SNAPSHOT_POLL_SECONDS="30",
         PYTHONUNBUFFERED="1",
     )
+    redis_url = os.environ.get("WALLET_MARKET_TEST_REDIS_URL")
+    prefix = f"wmtest-e2e-{uuid.uuid4().hex[:10]}"
+    if redis_url:
+        env.update(WALLET_MARKET_REDIS_URL=redis_url, WALLET_MARKET_KEY_PREFIX=prefix)
     log = open(workdir / "serve.log", "w+")
     process = subprocess.Popen(
         [sys.executable, "-m", "wallet_market", "serve", "--port", str(port), "--workers", "2"],
         cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
+    try:
+        yield _wait_until_ready(process, log, port, env, redis_url, workdir)
+    finally:  # also when it never became ready: nothing started here outlives the tests
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+        if redis_url:
+            delete_prefix(redis_url, prefix)
+
+
+def _wait_until_ready(process, log, port, env, redis_url, workdir) -> dict:
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -61,13 +87,7 @@ def served(tmp_path_factory):
         pytest.fail(f"serve never became ready:\n{log.read()}")
     log.seek(0)
     keys = dict(re.findall(r"^\s+(app|pm|finance|internal)\s+(wm_\S+)$", log.read(), re.M))
-    yield {"base": base, "keys": keys, "workdir": workdir, "env": env}
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    return {"base": base, "keys": keys, "workdir": workdir, "env": env, "redis_url": redis_url}
 
 
 def _cli(served, *args) -> str:
@@ -79,9 +99,13 @@ def _cli(served, *args) -> str:
     return result.stdout.strip()
 
 
-def test_serve_starts_with_no_redis_installed_and_prints_demo_keys(served):
+def test_serve_starts_and_prints_demo_keys(served):
+    """With no Redis URL it starts its own, keeping its data under the working directory."""
     assert set(served["keys"]) == {"app", "pm", "finance", "internal"}
-    assert (served["workdir"] / "var" / "wallet_market.db").exists() or any((served["workdir"] / "var").iterdir())
+    if served["redis_url"] is None:
+        assert (served["workdir"] / "var" / "wallet_market.db").exists() or any((served["workdir"] / "var").iterdir())
+    else:
+        assert not (served["workdir"] / "var").exists()
     assert requests.get(served["base"] + "/healthz", timeout=2).json() == {"status": "ok"}
     metrics = requests.get(served["base"] + "/metrics", timeout=2).text
     assert "wallet_market_request_seconds" in metrics
@@ -110,6 +134,11 @@ def test_visitor_and_logged_in_home_pages_over_http(served):
 def test_every_worker_serves_a_publish_within_a_second(served):
     pm = {"Authorization": f"Bearer {served['keys']['pm']}"}
     app_auth = {"Authorization": f"Bearer {served['keys']['app']}"}
+    # A draft equal to the served version publishes nothing: change something first.
+    changed = requests.patch(
+        served["base"] + "/admin/v1/pages/home", json={"title": f"Home {time.time_ns()}"}, headers=pm, timeout=5
+    )
+    assert changed.status_code == 200, changed.text
     published = requests.post(served["base"] + "/admin/v1/rulesets/publish", json={"note": "e2e"}, headers=pm, timeout=5)
     assert published.status_code == 201
     version = published.json()["version"]

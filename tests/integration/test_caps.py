@@ -6,12 +6,12 @@ import tomllib
 from pathlib import Path
 
 import pytest
-import redis
 
 from wallet_market.domain.funnel import paced_lead_allowance
 from wallet_market.services.ledger_worker import LedgerWorker
 from wallet_market.store.caps import LeadCaps
 from wallet_market.store.catalogue import CatalogueStore
+from wallet_market.store.connection import client_from_url
 from wallet_market.store.keys import Keys
 
 CATALOGUE = tomllib.loads((Path(__file__).resolve().parent.parent / "funnel_catalogue.toml").read_text(encoding="utf-8"))
@@ -26,7 +26,7 @@ def keys(key_prefix):
 
 def take_many(redis_url, prefix, partner, allowed, marks, out):
     """Count ``marks`` as clicks on ``partner`` one by one, from its own connection."""
-    client = redis.Redis.from_url(redis_url)
+    client = client_from_url(redis_url)
     caps = LeadCaps(client, Keys(prefix))
     counted = sum(caps.take(DAY, [(mark, partner, allowed)])[0] for mark in marks)
     client.close()

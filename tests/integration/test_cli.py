@@ -4,13 +4,13 @@ import re
 from pathlib import Path
 
 import pytest
-import redis
 from click.testing import CliRunner
 
-from tests.catalogue_fixtures import catalogue
+from tests.catalogue_builders import admin_catalogue
 from wallet_market.cli import main
 from wallet_market.services.tokens import UserTokens
 from wallet_market.store.access import key_hash
+from wallet_market.store.connection import client_from_url
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "cli-secret-0123456789abcdef0123456789"
@@ -36,7 +36,7 @@ def test_keys_create_prints_a_key_whose_hash_is_stored(run, redis_url, key_prefi
     assert result.exit_code == 0
     api_key = result.output.strip()
     assert re.fullmatch(r"wm_finance_[A-Za-z0-9_\-]+", api_key)
-    stored = redis.Redis.from_url(redis_url).hget(f"{key_prefix}:{{auth}}:api_keys", key_hash(api_key))
+    stored = client_from_url(redis_url).hget(f"{key_prefix}:{{auth}}:api_keys", key_hash(api_key))
     assert json.loads(stored)["role"] == "finance" and json.loads(stored)["name"] == "cfo-office"
     assert run("keys", "create", "--role", "root").exit_code == 2
 
@@ -49,7 +49,7 @@ def test_token_is_signed_with_the_configured_secret_and_expires(run):
 
 def test_catalog_load_export_round_trip(run, tmp_path):
     source = tmp_path / "catalogue.json"
-    source.write_text(json.dumps(catalogue()))
+    source.write_text(json.dumps(admin_catalogue()))
     loaded = run("catalog", "load", str(source), "--publish")
     assert loaded.exit_code == 0, loaded.output
     assert "3 products" in loaded.output and "version 1" in loaded.output
@@ -63,7 +63,7 @@ def test_catalog_load_export_round_trip(run, tmp_path):
 
 
 def test_catalog_load_refuses_a_guard_violation_naming_the_field(run, tmp_path):
-    body = catalogue()
+    body = admin_catalogue()
     body["products"][1]["apr_max_bps"] = 3600
     source = tmp_path / "bad.json"
     source.write_text(json.dumps(body))
@@ -77,3 +77,11 @@ def test_demo_catalogue_file_loads(run):
     result = run("catalog", "load", str(ROOT / "config" / "demo_catalogue.toml"))
     assert result.exit_code == 0, result.output
     assert "7 products" in result.output
+
+
+def test_catalog_load_publish_of_an_unchanged_catalogue_makes_no_new_version(run, tmp_path):
+    source = tmp_path / "catalogue.json"
+    source.write_text(json.dumps(admin_catalogue()))
+    assert "Published as version 1" in run("catalog", "load", str(source), "--publish").output
+    again = run("catalog", "load", str(source), "--publish")
+    assert again.exit_code == 0 and "equals version 1: nothing to publish" in again.output

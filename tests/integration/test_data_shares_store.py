@@ -1,9 +1,9 @@
 """The data-share log in Redis: a send is recorded only with consent, before it leaves, with its outcome."""
 import orjson
 import pytest
-import redis
 
 from wallet_market.domain.users import UserProfile
+from wallet_market.store.connection import client_from_url
 from wallet_market.store.data_shares import DataShareStore
 from wallet_market.store.keys import Keys
 from wallet_market.store.users import UserStore
@@ -65,7 +65,7 @@ def test_nothing_is_recorded_without_a_profile_consent_or_anything_to_send(store
 
 def test_consent_revoked_while_the_send_is_being_recorded_stops_it(store, redis_client, keys, redis_url):
     _put(redis_client, keys, "u-3")
-    other_worker = redis.Redis.from_url(redis_url)
+    other_worker = client_from_url(redis_url)
     revoked = []
 
     def fields_while_the_user_revokes(profile):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from wallet_market.domain.catalogue import Catalogue
 from wallet_market.domain.placement import PlacementIndex, PlacementPolicy, RequestContext, UserState, place
 
-from catalogue_builders import NOW, page, partner, product, slot, user
+from tests.catalogue_builders import NOW, page, partner, product, slot, user
 
 PARTNERS = ("p1", "p2", "p3")
 KINDS = ("loan", "credit_card")

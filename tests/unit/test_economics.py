@@ -15,7 +15,7 @@ from wallet_market.domain.economics import (
     to_micro_fen,
 )
 
-from catalogue_builders import product
+from tests.catalogue_builders import product
 
 FUNNEL = Funnel(ctr_bps=300, apply_rate_bps=2500, approval_rate_bps=3500, draw_rate_bps=5000, avg_loan_fen=800_000)
 LENDING = Lending(apr_bps=1800, cost_of_funds_bps=300, annual_loss_bps=250, opex_bps=200, capital_charge_bps=150)

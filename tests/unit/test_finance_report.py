@@ -14,11 +14,14 @@ from wallet_market.domain.catalogue import Catalogue
 from wallet_market.domain.finance import compare, parse_scenario
 from wallet_market.domain.reconcile import SettlementLine, reconcile
 from wallet_market.reports.finance import (
+    NOTHING_TO_COMPARE,
+    chart_figure,
     percent,
     render_reconciliation,
     render_table,
     write_chart,
     write_csv,
+    write_csv_files,
     yuan,
 )
 
@@ -152,3 +155,97 @@ def test_a_clean_reconciliation_says_so():
     text = printed(render_reconciliation, reconcile(lines, lines))
     assert "RECONCILED" in text
     assert "Missing" not in text
+
+
+def _csv_dicts(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_the_csv_files_hold_the_summary_the_sensitivity_and_the_notes_beside_the_rows(tmp_path):
+    written = write_csv_files(COMPARISON, tmp_path / "compare.csv")
+    assert written == {
+        "rows": tmp_path / "compare.csv",
+        "summary": tmp_path / "compare.summary.csv",
+        "sensitivity": tmp_path / "compare.sensitivity.csv",
+        "notes": tmp_path / "compare.notes.csv",
+    }
+    assert next(csv.reader(open(written["rows"], encoding="utf-8"))) == CONTRACT_COLUMNS
+    summary = {line["segment"]: line for line in _csv_dicts(written["summary"])}
+    assert list(summary) == ["visitors", "prime_A", "risky_D"]
+    # prime_A: the referral wins the platform view, self-lending the group view, until the annual loss
+    # reaches 5.50% or the approval rate falls to 32.00% (the values the table shows).
+    assert (summary["prime_A"]["winner_platform_view"], summary["prime_A"]["winner_group_view"]) == (
+        "xingyun_loan", "inhouse_loan",
+    )
+    assert (summary["prime_A"]["breakeven_annual_loss_bps"], summary["prime_A"]["breakeven_approval_rate_bps"]) == (
+        "550", "3200",
+    )
+    assert summary["visitors"]["best_referral_product_id"] == "" and summary["visitors"]["breakeven_annual_loss_bps"] == ""
+    sensitivity = _csv_dicts(written["sensitivity"])
+    assert len(sensitivity) == len(COMPARISON.sensitivity)
+    apr = next(line for line in sensitivity if line["segment"] == "prime_A" and line["parameter"] == "apr")
+    # APR 18% ± 20%: 14.40% and 21.60%; the margin over xingyun_loan goes from −91.00 to 221.00 ¥ per 1,000.
+    assert (apr["low_value"], apr["high_value"], apr["margin_low_rpm_fen"], apr["margin_high_rpm_fen"]) == (
+        "1440", "2160", "-9100", "22100",
+    )
+    assert apr["flips"] == "True" and apr["winner_low"] == "xingyun_loan"
+    notes = _csv_dicts(written["notes"])
+    assert {(n["segment"], n["product_id"]) for n in notes} == {
+        ("visitors", "donghai_card"), ("visitors", "haoyue_loan"), ("visitors", "xingyun_loan"), ("risky_D", "donghai_card"),
+    }
+
+
+def test_the_table_notes_what_a_segment_cannot_be_shown():
+    text = printed(render_table, COMPARISON)
+    assert "risky_D × donghai_card: not offered to risk tier D (its eligible tiers: A, B)" in text
+
+
+def _bars(axes):
+    return [patch for patch in axes.patches if patch.get_width() > 0]
+
+
+def test_group_and_platform_bars_stand_side_by_side():
+    figure = chart_figure(COMPARISON, CATALOGUE, SCENARIO)
+    by_product = figure.axes[0]
+    bars = sorted(_bars(by_product), key=lambda bar: bar.get_x())
+    assert len(bars) == 2 * len(COMPARISON.rows)  # one group and one platform bar per row
+    for left, right in zip(bars, bars[1:]):
+        assert left.get_x() + left.get_width() <= right.get_x() + 1e-9  # no bar overlaps another
+
+
+def test_the_break_even_panel_marks_each_tiers_current_loss_and_its_legend_covers_no_line():
+    figure = chart_figure(COMPARISON, CATALOGUE, SCENARIO)
+    by_loss = figure.axes[1]
+    verticals = {line.get_xdata()[0] for line in by_loss.get_lines() if line.get_linestyle() == ":"}
+    # The in-house loan's annual loss in the catalogue: tier A 4%, tier D 10%.
+    assert verticals == {4.0, 10.0}
+    labels = by_loss.get_legend_handles_labels()[1]
+    assert "prime_A: current loss 4.00%" in labels and "risky_D: current loss 10.00%" in labels
+    assert max(by_loss.get_xlim()) > 10.0  # tier D's 10% is inside the axis, not on its edge
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    for axes in figure.axes:
+        legend = axes.get_legend()
+        assert legend is not None
+        assert not legend.get_window_extent(renderer).overlaps(axes.get_window_extent(renderer))
+
+
+def test_a_scenario_with_nothing_to_compare_says_so_in_words(tmp_path):
+    scenario = parse_scenario(
+        {"name": "none", "segments": [{"name": "v", "logged_in": False, "impressions": 1}], "products": ["xingyun_loan"]},
+        CATALOGUE,
+    )
+    comparison = compare(CATALOGUE, scenario)
+    assert comparison.rows == ()
+    figure = chart_figure(comparison, CATALOGUE, scenario)
+    by_product, by_loss = figure.axes
+    assert not by_product.axison and not by_loss.axison
+    assert any(NOTHING_TO_COMPARE in text.get_text().replace("\n", " ") for text in by_product.texts)
+    assert any("no break-even" in text.get_text().replace("\n", " ") for text in by_loss.texts)
+    path = tmp_path / "none.svg"
+    write_chart(comparison, CATALOGUE, scenario, path)
+    assert "Nothing to compare" in path.read_text(encoding="utf-8")

@@ -10,7 +10,7 @@ from wallet_market.domain.guards import (
 )
 from wallet_market.domain.placement import PlacementPolicy
 
-from catalogue_builders import (
+from tests.catalogue_builders import (
     TODAY,
     catalogue,
     layout,
@@ -278,4 +278,4 @@ def test_settlement_must_match_its_model():
     # a partner's product cannot be self-lent, and self-lending needs its lending economics
     partner_self = check(owner="p1", settlement={"model": "self", "transfer_price_bps": 100})
     assert {("settlement.model", "settlement"), ("lending", "settlement")} <= partner_self
-    assert ("funnel.ctr_bps", "funnel") in check(funnel={"ctr_bps": 12000})
+    assert ("funnel.ctr_bps", "bounds") in check(funnel={"ctr_bps": 12000})

@@ -20,7 +20,7 @@ from wallet_market.domain.placement import (
     place,
 )
 
-from catalogue_builders import (
+from tests.catalogue_builders import (
     NOW,
     TODAY,
     catalogue,

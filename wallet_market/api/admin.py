@@ -1,14 +1,20 @@
 """Product managers' API (role ``pm``): catalogue, rule sets, preview, audit.
 
 Writes go to the draft; ``publish`` freezes it as the next immutable version.
+Each draft entity is answered with an ``ETag``; ``PUT``, ``PATCH`` (a JSON
+merge patch) and ``DELETE`` honour ``If-Match`` (412 when it names an older
+state; without it the write goes ahead).
 """
 from __future__ import annotations
 
+from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from ..domain.catalogue import Page, Partner, Product, Rule
+from ..services.catalogue_admin import ANY, entity_etag
+from ..services.errors import ServiceError
 from .auth import BEARER, actor, components, require
 from .schemas import (
     PageSchema,
@@ -21,6 +27,50 @@ from .schemas import (
 )
 
 PM = "pm"
+MERGE_PATCH = "application/merge-patch+json"
+PATCH_TYPES = (MERGE_PATCH, "application/json")
+ETAG_HEADER = {"ETag": {"description": "a hash of the entity as stored; send it back in If-Match", "schema": {"type": "string"}}}
+IF_MATCH = {
+    "in": "header",
+    "name": "If-Match",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "the ETag the change is based on; 412 when the entity has changed since (`*`: any)",
+}
+
+
+class BadBody(ServiceError):
+    status = 400
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+
+
+def if_match() -> list[str] | None:
+    """The strong entity tags of ``If-Match`` (``["*"]`` for any), or None when it is absent."""
+    if "If-Match" not in request.headers:
+        return None
+    tags = request.if_match
+    return [ANY] if tags.star_tag else sorted(tags.as_set())
+
+
+def tagged(entity_cls, stored: dict) -> tuple:
+    """The entity for the schema and its ``ETag`` header."""
+    return entity_cls.from_dict(stored), {"ETag": f'"{entity_etag(stored)}"'}
+
+
+def merge_patch_body() -> dict:
+    """The body of a ``PATCH``: a JSON object sent as merge patch (or plain JSON)."""
+    if request.mimetype not in PATCH_TYPES:
+        raise UnsupportedMediaType(
+            f"send the patch as {MERGE_PATCH} or application/json",
+            {"Content-Type": [f"must be {' or '.join(PATCH_TYPES)}"]},
+        )
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadBody("the body must be a JSON object (a merge patch)", {"json": {"_schema": ["expected an object"]}})
+    return body
 
 RESOURCES = (
     ("partners", "partner_id", PartnerSchema, Partner, "Partner lenders and card issuers."),
@@ -46,37 +96,66 @@ def _crud_blueprint(kind: str, id_field: str, schema, entity_cls, description: s
 
         @blp.doc(security=BEARER)
         @blp.arguments(schema)
-        @blp.response(201, schema)
+        @blp.response(201, schema, headers=ETAG_HEADER)
         def post(self, data):
             """Create an entity in the draft
 
             Refused with 422 naming the field when it breaks a guard of DESIGN §6
             or references something that does not exist.
             """
-            return entity_cls.from_dict(components().admin.create(kind, data, actor()))
+            return tagged(entity_cls, components().admin.create(kind, data, actor()))
 
     @blp.route(f"/<{id_field}>")
     class Item(MethodView):
         decorators = [require(PM)]
 
         @blp.doc(security=BEARER)
-        @blp.response(200, schema)
+        @blp.response(200, schema, headers=ETAG_HEADER)
         def get(self, **ids):
             """Read one draft entity"""
-            return entity_cls.from_dict(components().admin.get(kind, ids[id_field]))
+            return tagged(entity_cls, components().admin.get(kind, ids[id_field]))
 
-        @blp.doc(security=BEARER)
+        @blp.doc(security=BEARER, parameters=[IF_MATCH])
         @blp.arguments(schema)
-        @blp.response(200, schema)
+        @blp.response(200, schema, headers=ETAG_HEADER)
         def put(self, data, **ids):
-            """Replace one draft entity"""
-            return entity_cls.from_dict(components().admin.update(kind, ids[id_field], data, actor()))
+            """Replace one draft entity
 
-        @blp.doc(security=BEARER)
+            Every field is sent (a missing optional field takes its default);
+            to change a few fields, use `PATCH`. A partner's `signing_secret`
+            is kept when the body leaves it out.
+            """
+            stored = components().admin.update(kind, ids[id_field], data, actor(), if_match=if_match())
+            return tagged(entity_cls, stored)
+
+        @blp.doc(
+            security=BEARER,
+            parameters=[IF_MATCH],
+            requestBody={
+                "required": True,
+                "content": {
+                    content_type: {"schema": {"type": "object", "description": f"the fields of the {singular} to change"}}
+                    for content_type in PATCH_TYPES
+                },
+            },
+        )
+        @blp.response(200, schema, headers=ETAG_HEADER)
+        def patch(self, **ids):
+            """Change some fields of one draft entity (JSON merge patch, RFC 7396)
+
+            The patch is merged into the stored entity (an object merges key by
+            key, `null` removes a field, a list replaces the list), and the
+            result is validated exactly as a `PUT` body: a 422 names the field,
+            and nothing is written unless the whole result is valid.
+            """
+            stored = components().admin.patch(kind, ids[id_field], merge_patch_body(), actor(), if_match=if_match())
+            return tagged(entity_cls, stored)
+
+        @blp.doc(security=BEARER, parameters=[IF_MATCH])
         @blp.response(204)
         def delete(self, **ids):
             """Delete one draft entity"""
-            components().admin.delete(kind, ids[id_field], actor())
+            components().admin.delete(kind, ids[id_field], actor(), if_match=if_match())
 
     Collection.__name__ = f"{kind.title()}"
     Item.__name__ = f"{singular.title()}ById"
@@ -88,7 +167,9 @@ rulesets = Blueprint("rulesets", __name__, url_prefix="/admin/v1/rulesets", desc
 
 class VersionSchema(Schema):
     version = fields.Integer()
-    published_at = fields.Float()
+    published = fields.Boolean(metadata={"description": "false when the draft equalled the served version"})
+    message = fields.String(metadata={"description": "why nothing was published"})
+    published_at = fields.String(metadata={"description": "ISO 8601, UTC"})
     published_by = fields.String()
     note = fields.String()
     rollback_of = fields.Integer(allow_none=True)
@@ -118,9 +199,15 @@ class Publish(MethodView):
     @rulesets.doc(security=BEARER)
     @rulesets.arguments(PublishSchema)
     @rulesets.response(201, VersionSchema)
+    @rulesets.alt_response(200, schema=VersionSchema, description="The draft equals the served version: nothing published")
     def post(self, data):
-        """Publish the draft as the next immutable version (atomic)"""
-        return components().admin.publish(actor(), data.get("note", ""))
+        """Publish the draft as the next immutable version (atomic)
+
+        A draft equal to the served version makes no new version: the answer is
+        200 with `"published": false` and the version it equals.
+        """
+        result = components().admin.publish(actor(), data.get("note", ""))
+        return result, (201 if result["published"] else 200)
 
 
 @rulesets.route("/rollback")

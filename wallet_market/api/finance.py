@@ -46,7 +46,9 @@ class ScenarioSegmentSchema(Schema):
 
 
 class SettlementOverrideSchema(Schema):
-    model = fields.String(metadata={"description": "a referral model; the in-house loan's cannot change"})
+    model = fields.String(
+        metadata={"description": "a referral model for a partner's product; the in-house loan's stays self"}
+    )
     cps_rate_bps = fields.Integer()
     fee_fen = fields.Integer()
     transfer_price_bps = fields.Integer()
@@ -151,6 +153,12 @@ class SensitivityEntrySchema(Schema):
     flips = fields.Boolean()
 
 
+class ComparisonNoteSchema(Schema):
+    segment = fields.String()
+    product_id = fields.String()
+    note = fields.String(metadata={"description": "why the segment cannot be shown the product (so it has no row)"})
+
+
 class ComparisonSchema(Schema):
     scenario = fields.String()
     ruleset_version = fields.Integer(metadata={"description": "the served catalogue version compared"})
@@ -158,6 +166,10 @@ class ComparisonSchema(Schema):
     rows = fields.List(fields.Nested(ComparisonRowSchema))
     segments = fields.List(fields.Nested(SegmentSummarySchema))
     sensitivity = fields.List(fields.Nested(SensitivityEntrySchema))
+    notes = fields.List(
+        fields.Nested(ComparisonNoteSchema),
+        metadata={"description": "one per product and segment without a row, saying why"},
+    )
 
 
 class CompareQueryArgsSchema(Schema):
@@ -193,7 +205,9 @@ class Compare(MethodView):
         and the group view; per segment the best referral, the in-house result,
         the winner in each view and the break-even annual loss and approval
         rate (null where none exists); and how the group-view winner's margin
-        moves when each parameter moves by ±20%. Modelled over the served
+        moves when each parameter moves by ±20%. A product a segment cannot be
+        shown (a login it needs, a risk tier it does not serve) has no row in
+        that segment and a note saying why. Modelled over the served
         catalogue. A bad scenario is a 422 naming the field.
         """
         body = request.get_json(silent=True)

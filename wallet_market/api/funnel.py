@@ -122,7 +122,8 @@ class Revenue(MethodView):
     def get(self, args):
         """Earned revenue by channel, partner, product, slot, risk tier or day
 
-        `from` and `to` are UTC days, both included. Each row has the earned
+        `from` and `to` are UTC days, both included; without them the answer
+        covers the last 7 days and its `note` says so. Each row has the earned
         counts and money of DESIGN §7 and, beside them, the model's expected
         platform revenue and group contribution for the same impressions
         (`expected_platform_revenue_fen`, `expected_group_contribution_fen`).

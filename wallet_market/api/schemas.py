@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from ..domain import bounds
 from ..domain.catalogue import RISK_TIERS
 from ..services.catalogue_schemas import (  # noqa: F401  (the admin API's entity schemas)
     BPS_RANGE,
@@ -29,9 +30,30 @@ class RollbackSchema(Schema):
     note = fields.String(load_default="", validate=validate.Length(max=500))
 
 
+class DayOrTime(fields.Date):
+    """A day (``2025-03-01``) or a full ISO 8601 time, kept as its UTC day (no offset: UTC)."""
+
+    default_error_messages = {"invalid": "must be a date (YYYY-MM-DD) or an ISO 8601 time"}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        from datetime import datetime, timezone
+
+        if isinstance(value, str) and "T" in value:
+            try:
+                moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise self.make_error("invalid") from None
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=timezone.utc)
+            return moment.astimezone(timezone.utc).date()
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class InHouseDecisionSchema(Schema):
     status = fields.String(required=True, validate=validate.OneOf(("none", "approved", "declined")))
-    decided_at = fields.Date(load_default=None, allow_none=True)
+    decided_at = DayOrTime(
+        load_default=None, allow_none=True, metadata={"description": "a date, or an ISO 8601 time (its UTC day is kept)"}
+    )
 
 
 class ConsentsSchema(Schema):
@@ -115,8 +137,10 @@ class LayoutSchema(Schema):
 
 
 class RevenueQueryArgsSchema(Schema):
-    from_ = fields.Date(required=True, data_key="from")
-    to = fields.Date(required=True)
+    from_ = fields.Date(
+        load_default=None, data_key="from", metadata={"description": "first UTC day; default: 6 days before to"}
+    )
+    to = fields.Date(load_default=None, metadata={"description": "last UTC day; default: today (UTC)"})
     group_by = fields.String(
         load_default="channel",
         validate=validate.OneOf(("channel", "partner", "product", "slot", "risk_tier", "day")),
@@ -124,7 +148,7 @@ class RevenueQueryArgsSchema(Schema):
 
     @validates_schema
     def _ordered(self, data, **kwargs):
-        if "from_" in data and "to" in data and data["to"] < data["from_"]:
+        if data.get("from_") and data.get("to") and data["to"] < data["from_"]:
             raise ValidationError("must not be before from", "to")
 
 
@@ -231,8 +255,9 @@ class PostbackSchema(Schema):
         metadata={"description": "the impression token of the layout slot that led to this event (optional for a reversal)"},
     )
     amount = fields.Integer(
-        load_default=None, allow_none=True, strict=True, validate=validate.Range(min=0, max=10**12),
-        metadata={"description": "fen; the amount lent for a disbursal"},
+        load_default=None, allow_none=True, strict=True,
+        validate=validate.Range(min=bounds.POSTBACK_AMOUNT_FEN.low, max=bounds.POSTBACK_AMOUNT_FEN.high),
+        metadata={"description": "fen; the amount lent for a disbursal (at most 100,000,000: 1,000,000 RMB)"},
     )
     occurred_at = EpochTime(load_default=None, allow_none=True)
     reverses = fields.String(

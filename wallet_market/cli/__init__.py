@@ -3,6 +3,7 @@
 - :mod:`.catalogue`: ``catalog load|export`` (product managers);
 - :mod:`.access`: ``keys``, ``token`` (operators and the internal systems);
 - :mod:`.funnel`: ``worker``, ``postback-secret`` (the ledger);
+- :mod:`.ledger`: ``ledger dead-letters`` (entries the worker set aside, and their replay);
 - :mod:`.finance`: ``finance compare|reconcile`` (finance);
 - :mod:`.partners`: ``partners check|settlement`` (partner integration);
 - :mod:`.serve` and :mod:`.demo`: running the service and showing it.
@@ -17,7 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import click
 
-from . import access, catalogue, demo, finance, funnel, partners, serve
+from . import access, catalogue, demo, finance, funnel, ledger, partners, serve
 
 
 def _version() -> str:
@@ -27,7 +28,41 @@ def _version() -> str:
         return "unknown"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Main(click.Group):
+    """The command group; whatever a command meets that a user can act on ends it with readable lines.
+
+    - Redis stops answering: ``cannot reach Redis at …``;
+    - a use case refuses (a guard, a reference, an unknown id): the message and one line per field;
+    - the embedded Redis is wanted but not installed: what to install or set instead.
+    """
+
+    def invoke(self, ctx: click.Context):
+        import redis
+
+        from ..services.errors import ServiceError
+        from ..store.connection import EmbeddedRedisUnavailable
+        from .context import BadInput, service_failure, unreachable
+
+        try:
+            return super().invoke(ctx)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise unreachable(_configured_redis_url(), exc) from None
+        except ServiceError as exc:
+            raise BadInput(service_failure(exc.message, exc.errors)) from None
+        except EmbeddedRedisUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _configured_redis_url() -> str | None:
+    from ..settings import SettingsError, load_settings
+
+    try:
+        return load_settings().redis_url
+    except SettingsError:
+        return None
+
+
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(_version(), "--version", prog_name="wallet-market", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the command does (INFO); quiet by default.")
 def main(verbose: bool) -> None:
@@ -38,7 +73,7 @@ def main(verbose: bool) -> None:
     )
 
 
-for _module in (catalogue, access, funnel, finance, partners, serve, demo):
+for _module in (catalogue, access, funnel, ledger, finance, partners, serve, demo):
     _module.register(main)
 
 

@@ -1,10 +1,13 @@
-"""``wallet-market keys create`` and ``wallet-market token``: who may call the service."""
+"""``wallet-market keys create|list|revoke`` and ``wallet-market token``: who may call the service."""
 from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
 
 import click
 
 from ..store.access import ROLES
-from .context import components, settings
+from .context import BadInput, components, settings
 
 
 @click.group("keys")
@@ -18,6 +21,41 @@ def keys() -> None:
 def keys_create(role: str, name: str) -> None:
     """Print a new API key with ROLE (only its hash is stored)."""
     click.echo(components().api_keys.create(role, name=name))
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def keys_list(as_json: bool) -> None:
+    """List the API keys: id, name, role, created, last used (never the key or its hash)."""
+    listed = components().api_keys.list()
+    if as_json:
+        click.echo(json.dumps([{**k, "created_at": _when(k["created_at"]), "last_used_at": _when(k["last_used_at"])}
+                               for k in listed], ensure_ascii=False, indent=2))
+        return
+    rows = [("KEY ID", "ROLE", "CREATED", "LAST USED", "NAME")]
+    rows.extend(
+        (k["key_id"], k["role"], _when(k["created_at"]) or "-", _when(k["last_used_at"]) or "never", k["name"])
+        for k in listed
+    )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke the key KEY_ID (see ``keys list``): every serving process refuses it within a moment."""
+    revoked = components().api_keys.revoke(key_id)
+    if revoked is None:
+        raise BadInput(f"no API key with id {key_id!r} (see: wallet-market keys list)")
+    click.echo(f"Revoked key {key_id} ({revoked['role']}, {revoked['name']}).")
+
+
+def _when(epoch_seconds: int | None) -> str | None:
+    if epoch_seconds is None:
+        return None
+    return datetime.fromtimestamp(int(epoch_seconds), tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @click.command("token")

@@ -8,7 +8,7 @@ import click
 
 from ..services.catalogue_files import read_catalogue_file, without_nulls
 from ..services.errors import ServiceError
-from .context import components, service_failure
+from .context import BadInput, components, service_failure
 
 
 @click.group("catalog")
@@ -24,9 +24,15 @@ def catalogue_load(file: Path, publish: bool) -> None:
     try:
         result = components().admin.load(read_catalogue_file(file), actor="cli", publish=publish)
     except ServiceError as exc:
-        raise click.ClickException(service_failure(exc.message, exc.errors)) from None
+        raise BadInput(service_failure(exc.message, exc.errors)) from None
     counts = ", ".join(f"{result[k]} {k}" for k in ("partners", "products", "pages", "rules"))
-    click.echo(f"Draft replaced: {counts}." + (f" Published as version {result['version']}." if "version" in result else ""))
+    if "version" not in result:
+        published = ""
+    elif result["published"]:
+        published = f" Published as version {result['version']}."
+    else:
+        published = f" It equals version {result['version']}: nothing to publish."
+    click.echo(f"Draft replaced: {counts}.{published}")
 
 
 @catalogue_group.command("export")

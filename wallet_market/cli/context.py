@@ -27,19 +27,66 @@ def settings() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
+def shown_url(url: str) -> str:
+    """A Redis URL fit to print: any password replaced by ``***``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    host = parts.hostname or ""
+    netloc = f"{user}***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def unreachable(url: str | None, exc: BaseException) -> click.ClickException:
+    """The one line a command ends with when Redis does not answer."""
+    where = shown_url(url) if url else "the embedded Redis"
+    reason = str(exc).strip() or type(exc).__name__
+    return click.ClickException(f"cannot reach Redis at {where}: {reason}")
+
+
+def check_reachable(url: str) -> None:
+    """Ping the configured Redis once, so an outage is one clear line before anything else is said."""
+    import redis
+
+    from ..store.connection import client_from_url
+
+    client = None
+    try:
+        client = client_from_url(url)
+        client.ping()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise unreachable(url, exc) from None
+    except redis.exceptions.RedisClusterException as exc:
+        raise unreachable(url, exc) from None
+    finally:
+        if client is not None:
+            client.close()
+
+
 def components() -> Components:
     """This command's components, built once and closed when the command ends.
 
     A command run beside ``serve`` joins its embedded Redis (``var/``); one
-    that needs no store never calls this and starts nothing.
+    that needs no store never calls this and starts nothing. An unreachable
+    Redis ends the command with one line naming it.
     """
     ctx = click.get_current_context()
     root = ctx.find_root()
     built = root.meta.get("wallet_market.components")
     if built is None:
         from ..composition import build_components
+        from ..store.connection import EmbeddedRedisUnavailable
 
-        built = build_components(settings())
+        config = settings()
+        if config.redis_url:
+            check_reachable(config.redis_url)
+        try:
+            built = build_components(config)
+        except EmbeddedRedisUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
         root.meta["wallet_market.components"] = built
         root.call_on_close(built.close)
     return built

@@ -1,8 +1,11 @@
 """``wallet-market finance``: the self-lending versus referral comparison and settlement reconciliation.
 
 ``finance compare --scenario FILE`` models a scenario over the served catalogue
-(or a catalogue file) and prints the tables; ``--csv`` and ``--chart`` write the
-contract's CSV and a PNG or SVG chart.
+(or a catalogue file) and prints the tables; ``--csv FILE`` writes the rows
+(the contract's columns) to FILE and, beside it, ``<stem>.summary.csv`` (per
+segment: winners in both views, break-even loss and approval rates),
+``<stem>.sensitivity.csv`` and ``<stem>.notes.csv`` (why a product has no row
+in a segment); ``--chart`` writes a PNG or SVG chart.
 
 ``finance reconcile --partner P FILE`` (or ``--pull``) matches a partner's daily
 settlement file against the postbacks our ledger accepted from that partner.
@@ -81,9 +84,14 @@ def _comparison_catalogue(catalogue_path: Path | None):
     "scenario_path",
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Scenario TOML (see docs/api.md, finance scenarios).",
+    help="Scenario TOML: segments, products, overrides (examples in config/scenarios/).",
 )
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the rows as CSV here.")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the rows as CSV here, and the summary, sensitivity and notes beside it (<stem>.summary.csv, …).",
+)
 @click.option(
     "--chart", "chart_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a chart here (.png or .svg)."
 )
@@ -96,10 +104,13 @@ def _comparison_catalogue(catalogue_path: Path | None):
 def compare_command(scenario_path: Path, csv_path: Path | None, chart_path: Path | None, catalogue_path: Path | None) -> None:
     """Compare self-lending with referral for a scenario, per segment and product, in both views."""
     from ..domain.finance import ScenarioError, compare
-    from ..reports.finance import CHART_FORMATS, load_scenario_file, render_table, write_chart, write_csv
+    from ..reports.finance import CHART_FORMATS, load_scenario_file, render_table, write_chart, write_csv_files
 
     if chart_path is not None and chart_path.suffix.lower() not in CHART_FORMATS:
         raise BadInput(f"--chart: {chart_path.name} must end in {' or '.join(CHART_FORMATS)}")
+    for option, path in (("--csv", csv_path), ("--chart", chart_path)):
+        if path is not None and not path.resolve().parent.is_dir():
+            raise BadInput(f"{option}: the directory {path.parent} does not exist")
     catalogue, source = _comparison_catalogue(catalogue_path)
     try:
         scenario = load_scenario_file(scenario_path, catalogue)
@@ -113,12 +124,19 @@ def compare_command(scenario_path: Path, csv_path: Path | None, chart_path: Path
     console = _console()
     console.print(f"Compared over the {source}.")
     render_table(comparison, console)
-    if csv_path is not None:
-        write_csv(comparison, csv_path)
-        console.print(f"Rows written to {csv_path}.")
-    if chart_path is not None:
-        write_chart(comparison, catalogue, scenario, chart_path)
-        console.print(f"Chart written to {chart_path}.")
+    try:
+        if csv_path is not None:
+            written = write_csv_files(comparison, csv_path)
+            console.print(
+                f"Rows written to {written['rows']}; per-segment summary to {written['summary']}, "
+                f"sensitivity to {written['sensitivity']}, notes to {written['notes']}.",
+                highlight=False,
+            )
+        if chart_path is not None:
+            write_chart(comparison, catalogue, scenario, chart_path)
+            console.print(f"Chart written to {chart_path}.", highlight=False)
+    except OSError as exc:
+        raise BadInput(f"cannot write {exc.filename or 'the output'}: {exc.strerror or exc}") from None
 
 
 # -- reconcile ----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ import click
 
 from ..settings import Settings, load_settings
 from ..store.connection import child_setup, die_with_parent, watch_parent
+from .context import check_reachable
 from .context import settings as cli_settings
 
 log = logging.getLogger(__name__)
@@ -293,15 +294,20 @@ def _prepare_store(settings: Settings) -> None:
 
     comps = build_components(settings)
     try:
+        keys_before = comps.api_keys.count()
+        loaded = False
         if not settings.is_production:
-            load_demo_if_empty(comps.admin, comps.api_keys, settings, echo=click.echo)
+            loaded = load_demo_if_empty(comps.admin, comps.api_keys, settings, echo=click.echo)
         elif comps.catalogue_store.current_version() == 0:
-            click.echo(
-                "No rule set is published yet: load one with `wallet-market catalog load FILE --publish`; "
-                "create API keys with `wallet-market keys create --role ROLE`."
-            )
+            click.echo("No rule set is published yet: load one with `wallet-market catalog load FILE --publish`.")
     finally:
         comps.close()
+    # Keys are shown once, when they are made: say how to get one when none was printed.
+    make_one = "make one with `wallet-market keys create --role app|pm|finance|internal`"
+    if keys_before:
+        click.echo(f"This store already has {keys_before} API key(s), not shown again; {make_one}.")
+    elif not loaded:
+        click.echo(f"This store has no API key yet; {make_one}.")
 
 
 def run(
@@ -325,7 +331,9 @@ def run(
     metrics_dir = None
     ledger = None
     try:
-        if not settings.redis_url:
+        if settings.redis_url:
+            check_reachable(settings.redis_url)
+        else:
             # Started here, in the master, and shared by every worker through its socket.
             embedded = EmbeddedRedis(settings.embedded_redis_path)
             os.environ["WALLET_MARKET_REDIS_URL"] = embedded.url

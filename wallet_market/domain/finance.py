@@ -26,6 +26,9 @@ Who a segment may be shown follows placement's hard eligibility (DESIGN §4):
   that tier. A segment without a tier (visitors) resolves tiered values through
   :func:`~wallet_market.domain.catalogue.by_tier` (``default`` entry, then mean).
 
+A product left out of a segment has no row there but a note in the answer
+saying why (:func:`why_not_shown`), so every product asked about is accounted for.
+
 Product status and partner whitelisting are not applied: a scenario is a model
 of what would be earned, and finance may want to price a paused product.
 
@@ -37,7 +40,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .catalogue import BPS, RISK_TIERS, SETTLEMENT_MODELS, Catalogue, Product
 from .economics import (
@@ -231,15 +234,16 @@ def _tiered_rate_field(errors: _Errors, path: str, value: Any) -> None:
         _rate_field(errors, f"{path}.{tier}", tier_value)
 
 
-def _referral_model_field(errors: _Errors, path: str, value: Any) -> None:
-    if value not in REFERRAL_MODELS:
-        errors.add(path, f"must be one of {', '.join(REFERRAL_MODELS)}")
+def _settlement_model_field(errors: _Errors, path: str, value: Any) -> None:
+    # Whether the product may take this model is checked against the product itself.
+    if value not in SETTLEMENT_MODELS:
+        errors.add(path, f"must be one of {', '.join(SETTLEMENT_MODELS)}")
 
 
 # The product economics a scenario may override, by section (DESIGN §7 product shape).
 OVERRIDABLE_FIELDS: Mapping[str, Mapping[str, Any]] = {
     "settlement": {
-        "model": _referral_model_field,
+        "model": _settlement_model_field,
         "cps_rate_bps": _rate_field,
         "fee_fen": _money_field,
         "transfer_price_bps": _rate_field,
@@ -285,12 +289,21 @@ def _check_override(errors: _Errors, path: str, override: Any) -> None:
 
 
 def _check_product_override(errors: _Errors, path: str, product: Product, override: Mapping[str, Any]) -> None:
-    """What only the product itself can tell: a section it lacks, a model it cannot switch."""
+    """What only the product itself can tell: a section it lacks, a model it cannot switch.
+
+    Restating the product's own model is accepted; a self-lent product stays
+    self-lent and a referral stays a referral (of any referral model).
+    """
     if "lending" in override and product.lending is None:
         errors.add(f"{path}.lending", f"product {product.product_id} has no lending economics")
     settlement = override.get("settlement")
-    if isinstance(settlement, Mapping) and "model" in settlement and product.settlement.model == "self":
+    model = settlement.get("model") if isinstance(settlement, Mapping) else None
+    if model is None or model == product.settlement.model:
+        return
+    if product.settlement.model == "self":
         errors.add(f"{path}.settlement.model", "the in-house loan's settlement model cannot change")
+    elif model == "self":
+        errors.add(f"{path}.settlement.model", f"must be a referral model ({', '.join(REFERRAL_MODELS)}): only the in-house loan is self-lent")
 
 
 _SCENARIO_KEYS = ("name", "segments", "products", "overrides", "discount_rate_bps")
@@ -315,6 +328,7 @@ def parse_scenario(data: Mapping[str, Any], catalogue: Catalogue | None = None) 
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
         errors.add("name", "required: a non-empty string")
+        name = ""
 
     segments = _parse_segments(errors, data.get("segments"))
 
@@ -389,7 +403,9 @@ def _parse_segments(errors: _Errors, raw: Any) -> list[Segment]:
             errors.add(f"{path}.impressions", "required: a whole number of impressions")
         else:
             _check_int(errors, f"{path}.impressions", impressions, 0, None)
-        if len(errors.by_path) == before:
+        if len(errors.by_path) > before:
+            continue
+        if isinstance(name, str) and isinstance(logged_in, bool) and isinstance(impressions, int):
             segments.append(Segment(name, risk_tier, logged_in, impressions, declined))
     return segments
 
@@ -415,7 +431,7 @@ def check_scenario(scenario: Scenario, catalogue: Catalogue) -> None:
     errors.raise_if_any()
 
 
-def _merge(base: dict[str, Any], override: Mapping[str, Any], section: str | None = None) -> dict[str, Any]:
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any], section: str | None = None) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
         current = merged.get(key)
@@ -465,15 +481,21 @@ def scenario_products(catalogue: Catalogue, scenario: Scenario) -> dict[str, Pro
     return products
 
 
+def why_not_shown(product: Product, segment: Segment) -> str | None:
+    """Why placement could not show ``product`` to users of ``segment``, or None when it could."""
+    if not segment.logged_in and product.requires_login:
+        return "needs a logged-in user; this segment is visitors"
+    if segment.in_house_declined and product.is_in_house:
+        return "the in-house lender declined this segment's users"
+    if segment.risk_tier is not None and segment.risk_tier not in product.eligibility.risk_tiers:
+        tiers = ", ".join(product.eligibility.risk_tiers) or "none"
+        return f"not offered to risk tier {segment.risk_tier} (its eligible tiers: {tiers})"
+    return None
+
+
 def may_be_shown(product: Product, segment: Segment) -> bool:
     """Whether placement could show ``product`` to users of ``segment`` (see the module notes)."""
-    if not segment.logged_in and product.requires_login:
-        return False
-    if segment.in_house_declined and product.is_in_house:
-        return False
-    if segment.risk_tier is not None and segment.risk_tier not in product.eligibility.risk_tiers:
-        return False
-    return True
+    return why_not_shown(product, segment) is None
 
 
 # --------------------------------------------------------------------------- economics per segment
@@ -546,12 +568,12 @@ def breakeven_annual_loss(
     ``k × (m + L₀ − L) = R`` gives ``L = m + L₀ − R/k``. None when the line is flat
     (no loans) or the answer lies outside 0…10000 bps.
     """
-    if not _self_lent(product):
+    lending = product.lending
+    if lending is None or not _self_lent(product):
         return None
     per_bps = contribution_per_margin_bps(product, risk_tier, discount_rate_bps)
     if per_bps <= 0:
         return None
-    lending = product.lending
     loss = net_margin_bps(lending, risk_tier) + lending.annual_loss_for(risk_tier) - Fraction(referral_fen) / per_bps
     return loss if 0 <= loss <= BPS else None
 
@@ -659,14 +681,28 @@ class SensitivityEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ComparisonNote:
+    """Why a product the scenario compares has no row in a segment."""
+
+    segment: str
+    product_id: str
+    note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"segment": self.segment, "product_id": self.product_id, "note": self.note}
+
+
+@dataclass(frozen=True, slots=True)
 class Comparison:
-    """The answer to a scenario: rows, per-segment summaries and the sensitivity table."""
+    """The answer to a scenario: rows, per-segment summaries, the sensitivity table, and
+    a note for every compared product a segment could not be shown."""
 
     scenario: str
     discount_rate_bps: int
     rows: tuple[ComparisonRow, ...]
     segments: tuple[SegmentSummary, ...]
     sensitivity: tuple[SensitivityEntry, ...]
+    notes: tuple[ComparisonNote, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -675,6 +711,7 @@ class Comparison:
             "rows": [r.to_dict() for r in self.rows],
             "segments": [s.to_dict() for s in self.segments],
             "sensitivity": [s.to_dict() for s in self.sensitivity],
+            "notes": [n.to_dict() for n in self.notes],
         }
 
     def rows_for(self, segment: str) -> list[ComparisonRow]:
@@ -695,7 +732,7 @@ class _Contender:
     revenue: RevenuePerImpression
 
 
-def _rank_key(view: str):
+def _rank_key(view: str) -> Callable[[_Contender], tuple[Fraction, bool, str]]:
     # At a tie the referral wins: a payout now, with no credit risk, beats an equal
     # contribution earned over the loan's life; then product id, for determinism.
     return lambda c: (-c.revenue.in_view(view), c.product.is_in_house, c.product.product_id)
@@ -741,16 +778,23 @@ def compare(catalogue: Catalogue, scenario: Scenario) -> Comparison:
     rows: list[ComparisonRow] = []
     summaries: list[SegmentSummary] = []
     sensitivity: list[SensitivityEntry] = []
+    notes: list[ComparisonNote] = []
     for segment in scenario.segments:
-        contenders = [
-            _Contender(p, revenue_per_impression(p, segment.risk_tier, scenario.discount_rate_bps))
-            for p in products.values()
-            if may_be_shown(p, segment)
-        ]
+        contenders = []
+        for product in products.values():
+            reason = why_not_shown(product, segment)
+            if reason is None:
+                contenders.append(
+                    _Contender(product, revenue_per_impression(product, segment.risk_tier, scenario.discount_rate_bps))
+                )
+            else:
+                notes.append(ComparisonNote(segment.name, product.product_id, reason))
         rows.extend(_row(segment, c.product, c.revenue) for c in contenders)
         summaries.append(_summarise(segment, contenders, scenario.discount_rate_bps))
         sensitivity.extend(_sensitivity(segment, contenders, scenario.discount_rate_bps))
-    return Comparison(scenario.name, scenario.discount_rate_bps, tuple(rows), tuple(summaries), tuple(sensitivity))
+    return Comparison(
+        scenario.name, scenario.discount_rate_bps, tuple(rows), tuple(summaries), tuple(sensitivity), tuple(notes)
+    )
 
 
 def _summarise(segment: Segment, contenders: Sequence[_Contender], discount_rate_bps: int) -> SegmentSummary:
@@ -816,8 +860,12 @@ def parameter_value(product: Product, parameter: str, risk_tier: str | None) -> 
     section, name = _PARAMETER_SOURCES[parameter]
     if section == "funnel" and name == "approval_rate_bps":
         return product.funnel.approval_for(risk_tier)
-    if section == "lending" and name == "annual_loss_bps":
-        return product.lending.annual_loss_for(risk_tier)
+    if section == "lending":
+        lending = product.lending
+        if lending is None:
+            raise ValueError(f"product {product.product_id} has no lending terms")
+        if name == "annual_loss_bps":
+            return lending.annual_loss_for(risk_tier)
     return getattr(getattr(product, section), name)
 
 

@@ -10,7 +10,11 @@ The ledger keeps integer counters per day under fields
 ``"<channel>|<partner>|<product>|<page>|<slot>|<risk tier>|<measure>"``.
 Revenue measures are kept in micro-fen (millionths of a fen) so that a CPS
 share of an odd amount is not rounded per event; reading rounds the sum half-up
-to the fen once.
+to the fen once. So that no sum can outgrow a 64-bit Redis counter, each
+money measure is two fields: ``"…|<measure>"`` keeps less than 10^12 of the
+measure's unit (10^12 micro-fen is 10,000 RMB) and ``"…|<measure>_e12"`` the
+whole units of 10^12; the worker carries from one to the other
+(:func:`ledger_adds`, ``docs/ledger.md``).
 
 Earned revenue follows the settlement model of the product in the rule-set
 version the impression was served under:
@@ -106,6 +110,11 @@ _ROW_SOURCE = {
     "expected_group_contribution_fen": EXPECTED_GROUP,
 }
 _MICRO_MEASURES = frozenset({PLATFORM_REVENUE, GROUP_CONTRIBUTION, EXPECTED_PLATFORM, EXPECTED_GROUP})
+# Money measures, each kept as a low field and a high field of whole units of HIGH_UNIT
+# (of micro-fen for revenue, 10^12 micro-fen = 10,000 RMB; of fen for the amount disbursed).
+SPLIT_MEASURES = _MICRO_MEASURES | {DISBURSED_FEN}
+HIGH_UNIT = 10**12
+HIGH_SUFFIX = "_e12"
 
 # Observed funnel counts per product and risk tier, for learning (wimp: Σ slot position weight, bps).
 LEARN_WEIGHTED_IMPRESSIONS = "wimp"
@@ -318,6 +327,30 @@ def reversal_deltas(original: Mapping[str, int]) -> dict[str, int]:
     return out
 
 
+def split_micro(value: int) -> tuple[int, int]:
+    """``(high, low)`` with ``value = high × HIGH_UNIT + low``, both of ``value``'s sign and ``|low| < HIGH_UNIT``."""
+    high = abs(value) // HIGH_UNIT
+    high = high if value >= 0 else -high
+    return high, value - high * HIGH_UNIT
+
+
+def ledger_adds(deltas: Mapping[str, int]) -> list[tuple[str, int, str | None, int]]:
+    """The increments that apply ``deltas`` to a day's counters: ``(field, n, high field, high n)``.
+
+    A money measure's delta is split into its high and low parts (the worker
+    carries whole units of the low field into the high one); a count has no
+    high field.
+    """
+    out: list[tuple[str, int, str | None, int]] = []
+    for name, value in deltas.items():
+        if name.rsplit(SEP, 1)[-1] in SPLIT_MEASURES:
+            high, low = split_micro(value)
+            out.append((name, low, name + HIGH_SUFFIX, high))
+        else:
+            out.append((name, value, None, 0))
+    return out
+
+
 def learning_deltas(event: LedgerEvent, catalogue: Catalogue | None) -> dict[str, int]:
     """Observed funnel counts per product and risk tier that one event adds (for learned rates)."""
     tier = event.risk_tier or NO_TIER
@@ -357,11 +390,14 @@ def revenue_rows(counters_by_day: Iterable[tuple[str, Mapping[str, int]]], group
     for day, counters in counters_by_day:
         for name, value in counters.items():
             where, measure = parse_counter_field(name)
+            amount = int(value)
+            if measure.endswith(HIGH_SUFFIX) and measure[: -len(HIGH_SUFFIX)] in SPLIT_MEASURES:
+                measure, amount = measure[: -len(HIGH_SUFFIX)], amount * HIGH_UNIT
             key = where.value(group_by, day)
             row = rows.get(key)
             if row is None:
                 row = rows[key] = RevenueRow(key)
-            row.sums[measure] = row.sums.get(measure, 0) + int(value)
+            row.sums[measure] = row.sums.get(measure, 0) + amount
     ordered = sorted(rows.values(), key=lambda r: (r.key is None, r.key or ""))
     return [row.to_dict(group_by) for row in ordered]
 

@@ -27,8 +27,11 @@ from urllib3.exceptions import ReadTimeoutError
 from .. import metrics
 from ..domain.catalogue import Partner
 from ..domain.signing import signed_headers
+from ..quiet_logs import RepeatLimiter, quiet_library_logger
 
 log = logging.getLogger(__name__)
+# One line per kind of failure and interval: a partner (or Redis) down fails every call alike.
+_quiet = RepeatLimiter(log)
 T = TypeVar("T")
 
 OK = "ok"
@@ -89,6 +92,42 @@ class PartnerResult(Generic[T]):
         return self.outcome == OK
 
 
+def _causes(exc: BaseException):
+    """``exc`` and what it wraps: urllib3's ``reason``, the ``__cause__`` chain, an exception argument."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        wrapped = getattr(current, "reason", None)
+        if not isinstance(wrapped, BaseException):
+            wrapped = current.__cause__ or current.__context__
+        if wrapped is None and current.args and isinstance(current.args[0], BaseException):
+            wrapped = current.args[0]
+        current = wrapped
+
+
+def why_unreachable(exc: BaseException) -> str:
+    """Why a connection failed, as a person says it: refused, a DNS lookup that failed, a timeout, TLS."""
+    import socket
+    import ssl
+
+    for cause in _causes(exc):
+        if isinstance(cause, socket.gaierror):
+            return f"DNS lookup failed: {cause.strerror or cause}"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused (nothing listens on that host and port)"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset by the partner"
+        if isinstance(cause, (TimeoutError, socket.timeout)):
+            return "timeout: the connection was not established"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS handshake failed: {getattr(cause, 'reason', None) or cause}"
+        if isinstance(cause, OSError) and cause.strerror:
+            return f"connection failed: {cause.strerror}"
+    return f"connection failed: {type(exc).__name__}"
+
+
 class _Failure(Exception):
     """A failed exchange; raised inside the breaker so that it counts, then turned into a result."""
 
@@ -110,8 +149,9 @@ def memory_breaker_storage() -> BreakerStorageFactory:
 class _BreakerMetrics(pybreaker.CircuitBreakerListener):
     def state_change(self, cb, old_state, new_state) -> None:
         metrics.PARTNER_BREAKER_OPEN.labels(cb.name).set(1 if new_state.name == pybreaker.STATE_OPEN else 0)
-        log.warning(
-            "partner %s circuit breaker %s -> %s", cb.name, old_state.name if old_state else "-", new_state.name
+        _quiet.warning(
+            "partner %s circuit breaker %s -> %s", cb.name, old_state.name if old_state else "-", new_state.name,
+            key=("breaker", cb.name, new_state.name),
         )
 
 
@@ -133,7 +173,7 @@ class PartnerSecrets:
                         self._secrets = dict(self._read())
                         self._read_at = time.monotonic()
                     except redis.RedisError:
-                        log.warning("partner secrets unreadable; using the last ones read")
+                        _quiet.warning("partner secrets unreadable; using the last ones read")
         return self._secrets.get(partner_id)
 
 
@@ -160,6 +200,8 @@ class PartnerClient:
         self._storages: dict[str, pybreaker.CircuitBreakerStorage] = {}
         self._listener = _BreakerMetrics()
         self._lock = threading.Lock()
+        # pybreaker logs a traceback for each breaker read while Redis is down: one per interval is enough.
+        quiet_library_logger("pybreaker")
 
     # -- connections and breakers ------------------------------------------
     def session(self, partner_id: str) -> requests.Session:
@@ -312,13 +354,15 @@ class PartnerClient:
                     if time.monotonic() > deadline:
                         raise _Failure(TIMEOUT, f"answer not complete within {timeout:.3f}s", response.status_code)
                 return PartnerResponse(response.status_code, dict(response.headers), b"".join(chunks))
+        except requests.ConnectTimeout:
+            raise _Failure(TIMEOUT, f"timeout: no connection within {timeout:.3f}s") from None
         except requests.Timeout:
-            raise _Failure(TIMEOUT, f"no answer within {timeout:.3f}s") from None
+            raise _Failure(TIMEOUT, f"timeout: no answer within {timeout:.3f}s") from None
         except requests.RequestException as exc:
             cause = exc.args[0] if exc.args else None
             if isinstance(cause, ReadTimeoutError) or time.monotonic() >= deadline:
-                raise _Failure(TIMEOUT, f"no answer within {timeout:.3f}s") from None
-            raise _Failure(UNREACHABLE, type(exc).__name__) from None
+                raise _Failure(TIMEOUT, f"timeout: no answer within {timeout:.3f}s") from None
+            raise _Failure(UNREACHABLE, why_unreachable(exc)) from None
 
     @staticmethod
     def _finish(
@@ -336,7 +380,7 @@ class PartnerClient:
         if sent:
             metrics.PARTNER_LATENCY.labels(partner_id, purpose, outcome).observe(elapsed)
         if outcome != OK:
-            log.info("partner %s %s: %s (%s)", partner_id, purpose, outcome, detail)
+            _quiet.info("partner %s %s: %s (%s)", partner_id, purpose, outcome, detail, key=(partner_id, purpose, outcome))
         return PartnerResult(
             partner_id=partner_id,
             purpose=purpose,

@@ -8,22 +8,26 @@ cent; the CSV keeps the contract's integer fen.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import tomllib
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from rich.console import Console
 from rich.table import Table
 
-from ..domain.catalogue import Catalogue
+from ..domain.catalogue import Catalogue, Product
 from ..domain.economics import round_half_up
 from ..domain.finance import (
     ROW_FIELDS,
     Comparison,
+    ComparisonNote,
     Scenario,
     ScenarioError,
+    SegmentSummary,
+    SensitivityEntry,
     parse_scenario,
     revenue_per_impression,
     scenario_products,
@@ -32,8 +36,16 @@ from ..domain.finance import (
 from ..domain.reconcile import Reconciliation, SettlementLine
 from ..services.reconciliation import REPORT_COLUMNS, report_rows
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 CHART_FORMATS = {".png": "png", ".svg": "svg"}
-CHART_LOSS_RANGE_BPS = range(0, 1001, 25)  # annual loss 0–10% in quarter-point steps
+CHART_LOSS_STEP_BPS = 25  # the break-even panel's annual loss axis, in quarter points
+CHART_LOSS_MAX_BPS = 1000  # … from 0 to 10%, or further when a tier's current loss is higher
+SUMMARY_FIELDS = tuple(f.name for f in dataclasses.fields(SegmentSummary))
+SENSITIVITY_FIELDS = tuple(f.name for f in dataclasses.fields(SensitivityEntry))
+NOTE_FIELDS = tuple(f.name for f in dataclasses.fields(ComparisonNote))
+NOTHING_TO_COMPARE = "Nothing to compare: no product of this scenario may be shown to any of its segments"
 
 
 def load_scenario_file(path: str | Path, catalogue: Catalogue | None = None) -> Scenario:
@@ -147,6 +159,10 @@ def render_table(comparison: Comparison, console: Console | None = None) -> None
             percent(summary.breakeven_approval_rate_bps),
         )
     console.print(segments)
+    if comparison.notes:
+        console.print("Not compared (no row in the segment):")
+        for note in comparison.notes:
+            console.print(f"  {note.segment} × {note.product_id}: {note.note}", markup=False, highlight=False)
 
     if not comparison.sensitivity:
         return
@@ -193,6 +209,40 @@ def write_csv(comparison: Comparison, path: str | Path) -> None:
         _write_rows(comparison, handle)
 
 
+def companion_csv_paths(path: str | Path) -> dict[str, Path]:
+    """Where :func:`write_csv_files` puts each table beside the rows file ``path``.
+
+    ``base.csv`` → ``base.summary.csv``, ``base.sensitivity.csv`` and ``base.notes.csv``.
+    """
+    path = Path(path)
+    return {name: path.with_name(f"{path.stem}.{name}.csv") for name in ("summary", "sensitivity", "notes")}
+
+
+def _write_records(path: Path, fields: tuple[str, ...], records: Iterable) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(fields)
+        for record in records:
+            writer.writerow(["" if getattr(record, name) is None else getattr(record, name) for name in fields])
+
+
+def write_csv_files(comparison: Comparison, path: str | Path) -> dict[str, Path]:
+    """Write every table of the comparison as CSV: the rows to ``path`` (the contract's columns), and
+    beside it the per-segment summary (winners in both views, break-even loss and approval rates),
+    the sensitivity table and the notes on products a segment could not be shown.
+
+    Money in fen and rates in basis points, as in the API; an empty cell is a value that does not
+    exist (no break-even, no referral). Returns the paths written, by table.
+    """
+    path = Path(path)
+    write_csv(comparison, path)
+    companions = companion_csv_paths(path)
+    _write_records(companions["summary"], SUMMARY_FIELDS, comparison.segments)
+    _write_records(companions["sensitivity"], SENSITIVITY_FIELDS, comparison.sensitivity)
+    _write_records(companions["notes"], NOTE_FIELDS, comparison.notes)
+    return {"rows": path, **companions}
+
+
 def csv_text(comparison: Comparison) -> str:
     """The comparison rows as CSV text, the same as :func:`write_csv` writes."""
     buffer = io.StringIO(newline="")
@@ -208,74 +258,127 @@ def _chart_format(path: Path) -> str:
 
 
 def write_chart(comparison: Comparison, catalogue: Catalogue, scenario: Scenario, path: str | Path) -> None:
-    """Draw the comparison to a PNG or SVG file (chosen by the extension).
+    """Draw the comparison (:func:`chart_figure`) to a PNG or SVG file, chosen by the extension."""
+    path = Path(path)
+    image_format = _chart_format(path)
+    chart_figure(comparison, catalogue, scenario).savefig(path, format=image_format)
 
-    Left: revenue per 1,000 impressions by segment and product, group view as
-    solid bars and platform view as hatched bars. Right: for each segment with
-    both an in-house loan and a referral, self-lending's group contribution per
-    1,000 impressions across annual loss rates of 0–10% against the best
-    referral, with the break-even loss marked.
+
+def chart_figure(comparison: Comparison, catalogue: Catalogue, scenario: Scenario) -> Figure:
+    """The comparison as a figure of two panels.
+
+    Left: revenue per 1,000 impressions by segment and product, each product's
+    group view (solid) and platform view (hatched) side by side. Right: for each
+    segment with both an in-house loan and a referral, self-lending's group
+    contribution per 1,000 impressions across annual loss rates against the best
+    referral, with the break-even loss and the tier's current loss marked. The
+    legends sit below the panels, over no line or bar. A scenario with nothing
+    to compare says so in words.
     """
     # Imported here so that reading scenarios and printing tables never pays for matplotlib.
     from matplotlib.figure import Figure
 
-    path = Path(path)
-    image_format = _chart_format(path)
-    figure = Figure(figsize=(15, 6), layout="constrained")
+    figure = Figure(figsize=(15, 7), layout="constrained")
     by_product, by_loss = figure.subplots(1, 2, width_ratios=(3, 2))
-    _draw_rpm_bars(by_product, comparison)
+    if comparison.rows:
+        _draw_rpm_bars(by_product, comparison)
+    else:
+        _say(by_product, NOTHING_TO_COMPARE + (" (see the notes)." if comparison.notes else "."))
     _draw_breakeven(by_loss, comparison, catalogue, scenario)
     figure.suptitle(f"Scenario {comparison.scenario}: self-lending versus referral")
-    figure.savefig(path, format=image_format)
+    return figure
+
+
+def _say(axes, text: str) -> None:
+    """An empty panel that says in words why it is empty."""
+    import textwrap
+
+    axes.set_axis_off()
+    axes.text(0.5, 0.5, textwrap.fill(text, 50), ha="center", va="center", transform=axes.transAxes, wrap=True)
+
+
+def _legend_below(axes, columns: int) -> None:
+    axes.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=columns, frameon=False)
 
 
 def _draw_rpm_bars(axes, comparison: Comparison) -> None:
     segment_names = [s.segment for s in comparison.segments]
     product_ids = list(dict.fromkeys(row.product_id for row in comparison.rows))
     colours = {pid: f"C{index % 10}" for index, pid in enumerate(product_ids)}
-    width = 0.8 / max(len(product_ids), 1)
+    width = 0.8 / max(len(product_ids), 1)  # one product's pair of bars
     for offset, product_id in enumerate(product_ids):
         positions, group_values, platform_values = [], [], []
         for index, name in enumerate(segment_names):
             row = next((r for r in comparison.rows_for(name) if r.product_id == product_id), None)
             if row is None:
                 continue
-            positions.append(index - 0.4 + width * (offset + 0.5))
+            positions.append(index - 0.4 + width * offset)
             group_values.append(row.rpm_group_fen / 100)
             platform_values.append(row.rpm_platform_fen / 100)
-        axes.bar(positions, group_values, width, color=colours[product_id], label=product_id)
+        colour = colours[product_id]
+        axes.bar(positions, group_values, width / 2, align="edge", color=colour, label=product_id)
         axes.bar(
-            positions, platform_values, width * 0.5, color="white", edgecolor=colours[product_id], hatch="///"
+            [p + width / 2 for p in positions],
+            platform_values,
+            width / 2,
+            align="edge",
+            color="white",
+            edgecolor=colour,
+            hatch="///",
         )
     axes.set_xticks(range(len(segment_names)), segment_names)
     axes.axhline(0, color="black", linewidth=0.8)
     axes.set_ylabel("revenue per 1,000 impressions (¥)")
-    axes.set_title("By segment and product: group view (solid), platform view (hatched)")
-    axes.legend(fontsize="small")
+    axes.set_title("By segment and product: group view (solid) and platform view (hatched), side by side")
+    _legend_below(axes, min(len(product_ids), 4))
+
+
+def _current_loss_bps(product: Product, risk_tier: str | None) -> int:
+    """The annual loss the product's lending terms give this tier (a product drawn here has lending terms)."""
+    assert product.lending is not None
+    return product.lending.annual_loss_for(risk_tier)
 
 
 def _draw_breakeven(axes, comparison: Comparison, catalogue: Catalogue, scenario: Scenario) -> None:
     products = scenario_products(catalogue, scenario)
     segments = {s.name: s for s in scenario.segments}
-    losses = list(CHART_LOSS_RANGE_BPS)
-    drawn = 0
-    for summary in comparison.segments:
-        if summary.self_product_id is None or summary.best_referral_product_id is None:
-            continue
-        product = products[summary.self_product_id]
-        if product.lending is None:
-            continue
+    drawable = [
+        (summary, products[summary.self_product_id], products[summary.best_referral_product_id])
+        for summary in comparison.segments
+        if summary.self_product_id is not None
+        and summary.best_referral_product_id is not None
+        and products[summary.self_product_id].lending is not None
+    ]
+    if not drawable:
+        _say(axes, "No segment has both an in-house loan and a referral: there is no break-even to draw.")
+        return
+    currents = {
+        summary.segment: _current_loss_bps(own, segments[summary.segment].risk_tier) for summary, own, _ in drawable
+    }
+    top = max(CHART_LOSS_MAX_BPS, max(currents.values()) + 4 * CHART_LOSS_STEP_BPS)
+    losses = list(range(0, top + 1, CHART_LOSS_STEP_BPS))
+    percents = [loss / 100 for loss in losses]
+    for drawn, (summary, product, referral) in enumerate(drawable):
         tier = segments[summary.segment].risk_tier
         colour = f"C{drawn % 10}"
         self_rpm = [
             _rpm_yuan(self_contribution_at_loss(product, tier, loss, scenario.discount_rate_bps)) for loss in losses
         ]
-        referral = products[summary.best_referral_product_id]
         referral_rpm = _rpm_yuan(revenue_per_impression(referral, tier, scenario.discount_rate_bps).group_fen)
-        percents = [loss / 100 for loss in losses]
         axes.plot(percents, self_rpm, color=colour, label=f"{summary.segment}: {summary.self_product_id}")
         axes.axhline(
             referral_rpm, color=colour, linestyle="--", label=f"{summary.segment}: {summary.best_referral_product_id}"
+        )
+        current = currents[summary.segment]
+        current_rpm = _rpm_yuan(self_contribution_at_loss(product, tier, current, scenario.discount_rate_bps))
+        axes.axvline(current / 100, color=colour, linestyle=":", linewidth=1)
+        axes.plot(
+            [current / 100],
+            [current_rpm],
+            marker="D",
+            linestyle="none",
+            color=colour,
+            label=f"{summary.segment}: current loss {percent(current)}",
         )
         breakeven = summary.breakeven_annual_loss_bps
         if breakeven is not None and breakeven <= losses[-1]:
@@ -288,14 +391,10 @@ def _draw_breakeven(axes, comparison: Comparison, catalogue: Catalogue, scenario
                 fontsize="small",
                 color=colour,
             )
-        drawn += 1
     axes.set_xlabel("annual loss rate of the segment's tier (%)")
     axes.set_ylabel("group view per 1,000 impressions (¥)")
-    axes.set_title("Self-lending (solid) versus best referral (dashed)")
-    if drawn:
-        axes.legend(fontsize="small")
-    else:
-        axes.text(0.5, 0.5, "no segment has both an in-house loan and a referral", ha="center", transform=axes.transAxes)
+    axes.set_title("Self-lending (solid) versus best referral (dashed);\ndotted: the tier's current loss")
+    _legend_below(axes, 2)
 
 
 def _rpm_yuan(value_fen: Fraction) -> float:

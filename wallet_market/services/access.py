@@ -1,16 +1,23 @@
 """Who is calling: API keys with one role each, rate limits per key, user tokens.
 
-Verified keys are cached in-process for a short while, so the hot layout path
-costs no extra Redis round trip; a cached key stays usable (stale) while Redis
-is unreachable, so layouts keep being served from the last snapshot.
+Every request checks its key in Redis on the request's one round trip (a small
+script that also counts the request, only for a key that exists): a key
+revoked or deleted by hand is refused at its next request. The key's record is
+cached in-process for ``FRESH_SECONDS`` so that check stays small. A revoked
+key is also announced on a pub/sub channel, and every process drops it from its
+cache at once (:meth:`Access.forget`), so it is not accepted even during an
+outage. While Redis is unreachable, a key verified within the last
+``outage_grace_seconds`` is accepted, so layouts keep being served from the
+last snapshot; an older one is not.
 
-A key carries a tag, an HMAC of its role and random part under the service
-secret (``wm_<role>_<random>_<tag>``; see :class:`KeyTags`). While Redis is
-unreachable a process can check a tag offline: an ``app`` key whose tag
-verifies gets its layouts (degraded: no personal data, no rate count) even if
-this process never saw it before; nothing else is accepted on a tag alone, and
-a key shaped like a tagged one whose tag does not verify is refused. With Redis
-up the store decides, as for keys made before tags existed.
+A key also carries a tag, an HMAC of its role and random part under the
+service secret (``wm_<role>_<random>_<tag>``; see :class:`KeyTags`). While
+Redis is unreachable a process can check a tag offline: an ``app`` key whose
+tag verifies gets its layouts (degraded: no personal data, no rate count) even
+if this process never saw it (unless it heard the key revoked); nothing else is
+accepted on a tag alone, and a key shaped like a tagged one whose tag does not
+verify is refused. With Redis up the store decides, as for keys made before
+tags existed.
 """
 from __future__ import annotations
 
@@ -20,17 +27,19 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import redis
 
-from ..store.access import ROLES, ApiKeyStore, key_hash
+from ..store.access import ROLES, ApiKeyStore, key_hash, key_id_of
 from ..store.layout_reads import KeyFacts, read_key_facts
 from .errors import ServiceError, Unavailable
 from .tokens import InvalidToken, UserTokens
 
-FRESH_SECONDS = 30.0
-STALE_SECONDS = 3600.0
+# How long a key's record read from Redis is reused (its existence is checked on every request regardless).
+FRESH_SECONDS = 5.0
+DEFAULT_OUTAGE_GRACE_SECONDS = 300.0
+CACHE_SIZE = 10_000
 TAG_CONTEXT = b"wallet_market api key tag v1"
 TAG_HEX_CHARS = 32
 TAGGED_KEY = re.compile(
@@ -83,19 +92,31 @@ class KeyTags:
         return True, role if hmac.compare_digest(tag, self._tag(body)) else None
 
 
+@dataclass(slots=True)
+class _Cached:
+    principal: Principal
+    read_at: float  # when the record was read
+    verified_at: float  # when Redis last said the key exists
+
+
 class Access:
     def __init__(
         self,
         api_keys: ApiKeyStore,
         user_tokens: UserTokens,
         rate_limit_per_minute: int,
+        outage_grace_seconds: float = DEFAULT_OUTAGE_GRACE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
         key_tags: KeyTags | None = None,
     ):
         self.api_keys = api_keys
         self.user_tokens = user_tokens
         self.rate_limit_per_minute = rate_limit_per_minute  # 0: no limit
         self.key_tags = key_tags
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self.outage_grace_seconds = outage_grace_seconds
+        self.clock = clock
+        self._cache: dict[str, _Cached] = {}
+        self._revoked: set[str] = set()  # key ids announced revoked: never cached again
         self._lock = threading.Lock()
 
     # -- API keys -----------------------------------------------------------
@@ -106,27 +127,38 @@ class Access:
         return authorization[7:].strip()
 
     def key_reads(self, api_key: str) -> tuple[str, Principal | None]:
-        """The key's hash and its principal when cached fresh (else the record must be read)."""
+        """The key's hash and its principal when its record is cached fresh (else the record must be read)."""
         digest = key_hash(api_key)
         return digest, self._cached(digest, fresh=True)
 
     def finish(self, digest: str, cached: Principal | None, facts: KeyFacts, roles: tuple[str, ...]) -> Principal:
         """Check what the store said of the key (or the cached principal) against the allowed ``roles``."""
-        principal = self._remember(digest, facts.record) if facts.read else cached
+        if not facts.known:
+            self._forget_digest(digest)
+            principal = None
+        elif facts.read:
+            principal = self._remember(digest, facts.record)
+        else:
+            principal = cached
+            self._verified(digest)
         return self._check(principal, roles, facts.rate_count)
 
     def degraded(self, api_key: str, roles: tuple[str, ...], offline_roles: tuple[str, ...] = ()) -> Principal:
-        """Redis is unreachable: accept a key verified within the last hour, or one of
-        ``offline_roles`` whose tag verifies; refuse a key whose tag is forged."""
+        """Redis is unreachable: accept a key verified within the outage grace, or one of
+        ``offline_roles`` whose tag verifies (and that this process did not hear revoked);
+        refuse a key whose tag is forged."""
         digest = key_hash(api_key)
         principal = self._cached(digest, fresh=False)
         if principal is None:
             tagged, role = self.key_tags.verify(api_key) if self.key_tags is not None else (False, None)
             if tagged and role is None:
                 raise Unauthorized("unknown API key", {"Authorization": ["unknown API key"]})
+            key_id = digest[:12]
+            if role is not None and key_id in self._revoked:
+                raise Unauthorized("revoked API key", {"Authorization": ["revoked API key"]})
             if role is None or (role in roles and role not in offline_roles):
                 raise Unavailable("the key store is unreachable; retry shortly")
-            principal = Principal(role=role, name="", key_id=digest[:12])
+            principal = Principal(role=role, name="", key_id=key_id)
         return self._check(principal, roles, 0)
 
     def authenticate(self, authorization: str | None, roles: tuple[str, ...]) -> Principal:
@@ -138,6 +170,21 @@ class Access:
         except redis.RedisError:
             return self.degraded(api_key, roles)
         return self.finish(digest, cached, facts, roles)
+
+    def forget(self, key_id: str) -> int:
+        """Drop the revoked key ``key_id`` from this process's cache; how many entries went."""
+        with self._lock:
+            if len(self._revoked) > CACHE_SIZE:
+                self._revoked.clear()
+            self._revoked.add(key_id)
+            gone = [d for d, c in self._cache.items() if c.principal.key_id == key_id]
+            for digest in gone:
+                del self._cache[digest]
+        return len(gone)
+
+    def on_revoked(self, message: bytes | str) -> None:
+        """A message of the revocation channel: the key id to forget."""
+        self.forget(message.decode() if isinstance(message, bytes) else str(message))
 
     def _check(self, principal: Principal | None, roles: tuple[str, ...], count: int) -> Principal:
         if principal is None:
@@ -152,24 +199,34 @@ class Access:
         return principal
 
     def _cached(self, digest: str, fresh: bool) -> Principal | None:
+        """The cached principal: ``fresh``, its record read within FRESH_SECONDS; else verified within the grace."""
         entry = self._cache.get(digest)
         if entry is None:
             return None
-        checked_at, principal = entry
-        age = time.monotonic() - checked_at
-        if age <= (FRESH_SECONDS if fresh else STALE_SECONDS):
-            return principal
-        return None
+        now = self.clock()
+        if fresh:
+            return entry.principal if now - entry.read_at <= FRESH_SECONDS else None
+        return entry.principal if now - entry.verified_at <= self.outage_grace_seconds else None
+
+    def _verified(self, digest: str) -> None:
+        entry = self._cache.get(digest)
+        if entry is not None:
+            entry.verified_at = self.clock()
+
+    def _forget_digest(self, digest: str) -> None:
+        with self._lock:
+            self._cache.pop(digest, None)
 
     def _remember(self, digest: str, record: dict[str, Any] | None) -> Principal | None:
         principal = None
         if record:
-            principal = Principal(role=record["role"], name=record.get("name", ""), key_id=record.get("key_id", digest[:12]))
+            principal = Principal(role=record["role"], name=record.get("name", ""), key_id=key_id_of(digest, record))
         with self._lock:
-            if len(self._cache) > 10_000:
+            if len(self._cache) > CACHE_SIZE:
                 self._cache.clear()
-            if principal is not None:
-                self._cache[digest] = (time.monotonic(), principal)
+            if principal is not None and principal.key_id not in self._revoked:
+                now = self.clock()
+                self._cache[digest] = _Cached(principal, now, now)
             else:
                 self._cache.pop(digest, None)
         return principal

@@ -6,6 +6,8 @@ import threading
 
 import redis
 
+from ..quiet_logs import RepeatLimiter
+
 log = logging.getLogger(__name__)
 
 
@@ -18,6 +20,7 @@ class Periodic:
         self.interval_seconds = interval_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._quiet = RepeatLimiter(log)
 
     def tick(self) -> object:
         raise NotImplementedError
@@ -38,6 +41,6 @@ class Periodic:
             try:
                 self.tick()
             except redis.RedisError as exc:
-                log.warning("%s: Redis unavailable, trying again later: %s", self.name, exc)
+                self._quiet.warning("%s: Redis unavailable, trying again later: %s", self.name, exc)
             except Exception:  # the thread must outlive any one bad tick
                 log.exception("%s failed", self.name)

@@ -3,16 +3,29 @@
 Every write is validated against the guards of DESIGN §6 on the draft as it
 would be after the write; an invalid write is refused whole (nothing is kept)
 with the offending fields named.
+
+Each draft entity has an entity tag (:func:`entity_etag`, a hash of the entity
+as stored). A write given ``if_match`` tags lands only while the stored entity
+still has one of them, checked inside the write's own transaction, so a change
+made from a stale read is refused rather than lost. A merge patch
+(:meth:`CatalogueAdmin.patch`, RFC 7396) is applied to the stored entity and
+the result validated exactly like a replacement.
 """
 from __future__ import annotations
 
 import builtins
-from typing import Any, Mapping
+import hashlib
+import json
+from datetime import datetime, timezone
+from typing import Any, Callable, Collection, Mapping
+
+from marshmallow import Schema, ValidationError
 
 from ..domain import guards
 from ..domain.catalogue import Catalogue, Page, Partner, Product, Rule
 from ..store.catalogue import CatalogueStore, ConcurrentChange, UnknownVersion
-from .errors import Conflict, Invalid, NotFound
+from .catalogue_schemas import PageSchema, PartnerSchema, ProductSchema, RuleSchema
+from .errors import Conflict, Invalid, NotFound, PreconditionFailed
 
 ENTITIES: dict[str, tuple[type[Partner | Product | Page | Rule], str]] = {
     "partners": (Partner, "partner_id"),
@@ -20,7 +33,65 @@ ENTITIES: dict[str, tuple[type[Partner | Product | Page | Rule], str]] = {
     "pages": (Page, "page_id"),
     "rules": (Rule, "rule_id"),
 }
+SCHEMAS: Mapping[str, type[Schema]] = {
+    "partners": PartnerSchema,
+    "products": ProductSchema,
+    "pages": PageSchema,
+    "rules": RuleSchema,
+}
 WRITE_ATTEMPTS = 5
+ANY = "*"
+
+
+def entity_etag(entity: Mapping[str, Any]) -> str:
+    """The entity tag of a stored entity: a hash of its canonical JSON (unquoted)."""
+    text = json.dumps(entity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """``target`` with a JSON merge patch applied (RFC 7396).
+
+    An object merges key by key, recursively; ``null`` removes a key; anything
+    else (a list, a string, a number) replaces the value whole.
+    """
+    if not isinstance(patch, Mapping):
+        return patch
+    result = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def iso_utc(epoch_seconds: float | str) -> str:
+    """Epoch seconds as an ISO 8601 UTC time to the millisecond: ``2025-03-01T08:00:00.000Z``."""
+    moment = datetime.fromtimestamp(float(epoch_seconds), timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _with_iso_time(record: Mapping[str, Any], name: str) -> dict[str, Any]:
+    out = dict(record)
+    if isinstance(out.get(name), (int, float, str)) and out[name] != "":
+        try:
+            out[name] = iso_utc(out[name])
+        except ValueError:
+            pass  # already a formatted time
+    return out
+
+
+def _check_precondition(if_match: Collection[str] | None, kind: str, entity_id: str, stored: Mapping[str, Any]) -> None:
+    """Refuse a write whose ``If-Match`` names none of the stored entity's tags."""
+    if if_match is None or ANY in if_match:
+        return
+    current = entity_etag(stored)
+    if current not in if_match:
+        raise PreconditionFailed(
+            f"{kind[:-1]} {entity_id!r} changed since it was read; read it again and retry",
+            {"If-Match": [f'does not match the current ETag "{current}"']},
+        )
 
 
 def canonical(kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -60,19 +131,58 @@ class CatalogueAdmin:
 
     # -- draft writes --------------------------------------------------------
     def create(self, kind: str, data: Mapping[str, Any], actor: str) -> dict[str, Any]:
-        return self._write(kind, data, actor, must_exist=False)
+        _, id_field = ENTITIES[kind]
+        return self._write(kind, str(data[id_field]), lambda _stored: data, actor, must_exist=False)
 
-    def update(self, kind: str, entity_id: str, data: Mapping[str, Any], actor: str) -> dict[str, Any]:
+    def update(
+        self,
+        kind: str,
+        entity_id: str,
+        data: Mapping[str, Any],
+        actor: str,
+        if_match: Collection[str] | None = None,
+    ) -> dict[str, Any]:
+        """Replace a draft entity; a partner's signing secret is kept unless ``data`` sets a new one."""
         _, id_field = ENTITIES[kind]
         if data.get(id_field, entity_id) != entity_id:
             raise Invalid(f"{id_field} cannot be changed", {id_field: ["must match the id in the path"]})
-        return self._write(kind, {**data, id_field: entity_id}, actor, must_exist=True)
+        replacement = {**data, id_field: entity_id}
+        return self._write(kind, entity_id, lambda _stored: replacement, actor, must_exist=True, if_match=if_match)
 
-    def delete(self, kind: str, entity_id: str, actor: str) -> None:
+    def patch(
+        self,
+        kind: str,
+        entity_id: str,
+        patch: Any,
+        actor: str,
+        if_match: Collection[str] | None = None,
+    ) -> dict[str, Any]:
+        """Apply a JSON merge patch to a draft entity, then validate it as a replacement would be.
+
+        The shape errors of the patched entity are named under ``json`` as for a
+        replacement; nothing is written unless the whole result is valid.
+        """
+        _, id_field = ENTITIES[kind]
+        if not isinstance(patch, Mapping):
+            raise Invalid("a merge patch must be a JSON object", {"json": {"_schema": ["expected an object"]}})
+        if patch.get(id_field, entity_id) != entity_id:
+            raise Invalid(f"{id_field} cannot be changed", {id_field: ["must match the id in the path"]})
+        schema = SCHEMAS[kind]()
+
+        def patched(stored: Mapping[str, Any] | None) -> Mapping[str, Any]:
+            try:
+                return schema.load(merge_patch(stored or {}, patch))
+            except ValidationError as exc:
+                raise Invalid(f"the patched {kind[:-1]} is not valid", {"json": exc.messages}) from None
+
+        return self._write(kind, entity_id, patched, actor, must_exist=True, if_match=if_match)
+
+    def delete(self, kind: str, entity_id: str, actor: str, if_match: Collection[str] | None = None) -> None:
         for _ in range(WRITE_ATTEMPTS):
             revision, draft = self.store.read_draft()
             if entity_id not in draft[kind]:
                 raise NotFound(f"{kind[:-1]} {entity_id!r} does not exist")
+            _check_precondition(if_match, kind, entity_id, draft[kind][entity_id])
             after = {k: dict(v) for k, v in draft.items()}
             del after[kind][entity_id]
             self._check(after, refusing=f"deleting {kind[:-1]} {entity_id!r}")
@@ -86,19 +196,34 @@ class CatalogueAdmin:
                 continue
         raise Conflict("the draft kept changing; try again")
 
-    def _write(self, kind: str, data: Mapping[str, Any], actor: str, must_exist: bool) -> dict[str, Any]:
+    def _write(
+        self,
+        kind: str,
+        entity_id: str,
+        make: Callable[[Mapping[str, Any] | None], Mapping[str, Any]],
+        actor: str,
+        must_exist: bool,
+        if_match: Collection[str] | None = None,
+    ) -> dict[str, Any]:
+        """Write the entity ``make`` builds from the stored one (None when new), in one transaction.
+
+        ``make`` runs again on every retry, so a patch always applies to the
+        entity the write replaces.
+        """
         _, id_field = ENTITIES[kind]
-        data = dict(data)
-        secret = data.pop("signing_secret", None) if kind == "partners" else None
-        entity = canonical(kind, data)
-        entity_id = entity[id_field]
         for _ in range(WRITE_ATTEMPTS):
             revision, draft = self.store.read_draft()
-            exists = entity_id in draft[kind]
-            if must_exist and not exists:
+            stored = draft[kind].get(entity_id)
+            if must_exist and stored is None:
                 raise NotFound(f"{kind[:-1]} {entity_id!r} does not exist")
-            if not must_exist and exists:
+            if not must_exist and stored is not None:
                 raise Conflict(f"{kind[:-1]} {entity_id!r} already exists", {id_field: ["already exists"]})
+            if stored is not None:
+                _check_precondition(if_match, kind, entity_id, stored)
+            data = dict(make(stored))
+            # Omitted, the partner's signing secret stays as it is: it is never part of the entity.
+            secret = data.pop("signing_secret", None) if kind == "partners" else None
+            entity = canonical(kind, data)
             after = {k: dict(v) for k, v in draft.items()}
             after[kind][entity_id] = entity
             self._check(after, refusing=f"this {kind[:-1]}")
@@ -107,7 +232,7 @@ class CatalogueAdmin:
                     [(kind, entity_id, entity)],
                     actor=actor,
                     expected_revision=revision,
-                    action="update" if exists else "create",
+                    action="update" if stored is not None else "create",
                     secrets={entity_id: secret} if secret else None,
                 )
                 return entity
@@ -124,14 +249,28 @@ class CatalogueAdmin:
 
     # -- rule sets -------------------------------------------------------------
     def publish(self, actor: str, note: str = "") -> dict[str, Any]:
-        """Freeze the draft as the next immutable version and serve it everywhere."""
+        """Freeze the draft as the next immutable version and serve it everywhere.
+
+        A draft equal to the version being served makes no new version: the
+        answer has ``"published": false`` and says which version it equals.
+        """
         for _ in range(WRITE_ATTEMPTS):
             revision, draft = self.store.read_draft()
             self._check(draft, refusing="to publish the draft")
             body = {kind: [draft[kind][k] for k in sorted(draft[kind])] for kind in ENTITIES}
+            current = self.store.current_version()
+            if current and self.store.load_version(current)["catalogue"] == body:
+                return {
+                    "version": current,
+                    "published": False,
+                    "message": f"the draft equals version {current}; nothing to publish",
+                }
             try:
-                version = self.store.publish(body, actor=actor, expected_revision=revision, note=note)
-                return self.store.history()[-1] | {"version": version}
+                # Compared with the version served now: one published meanwhile means compare again.
+                version = self.store.publish(
+                    body, actor=actor, expected_revision=revision, note=note, expected_version=current
+                )
+                return self._record(self.store.history()[-1]) | {"version": version, "published": True}
             except ConcurrentChange:
                 continue
         raise Conflict("the draft kept changing; try again")
@@ -151,13 +290,18 @@ class CatalogueAdmin:
                 new_version = self.store.publish(
                     body, actor=actor, expected_revision=revision, note=note or f"rollback to {version}", rollback_of=version
                 )
-                return self.store.history()[-1] | {"version": new_version}
+                return self._record(self.store.history()[-1]) | {"version": new_version, "published": True}
             except ConcurrentChange:
                 continue
         raise Conflict("the draft kept changing; try again")
 
     def versions(self) -> dict[str, Any]:
-        return {"current": self.store.current_version(), "versions": self.store.history()}
+        return {"current": self.store.current_version(), "versions": [self._record(r) for r in self.store.history()]}
+
+    @staticmethod
+    def _record(record: Mapping[str, Any]) -> dict[str, Any]:
+        """A version's history record as answered: ``published_at`` as ISO 8601 UTC."""
+        return _with_iso_time(record, "published_at")
 
     def load(
         self, catalogue: Mapping[str, builtins.list[dict[str, Any]]], actor: str, publish: bool = False
@@ -180,11 +324,14 @@ class CatalogueAdmin:
             raise Conflict("the draft changed during the load; try again") from None
         result = {kind: len(body[kind]) for kind in ENTITIES}
         if publish:
-            result["version"] = self.publish(actor, note="catalog load")["version"]
+            published = self.publish(actor, note="catalog load")
+            result["version"] = published["version"]
+            result["published"] = published["published"]
         return result
 
     def audit(self, count: int = 100) -> builtins.list[dict[str, Any]]:
-        return self.store.audit(count)
+        """The newest ``count`` audit records, newest first, each ``at`` as ISO 8601 UTC."""
+        return [_with_iso_time(record, "at") for record in self.store.audit(count)]
 
     @staticmethod
     def _id(kind: str, entity: Mapping[str, Any]) -> str:

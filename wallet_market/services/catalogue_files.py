@@ -34,14 +34,51 @@ def _schemas() -> dict[str, Schema]:
     return {"partners": PartnerSchema(), "products": ProductSchema(), "pages": PageSchema(), "rules": RuleSchema()}
 
 
-def read_catalogue_file(path: Path) -> dict[str, Any]:
-    """Read a catalogue (TOML, or JSON by its ``.json`` suffix) and validate each entity's shape."""
-    text = path.read_bytes()
-    data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text.decode())
-    schemas = _schemas()
+def _parse(path: Path) -> Any:
+    """The file's data; a file that cannot be read or parsed is one :class:`CatalogueFileError` saying where."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise CatalogueFileError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CatalogueFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    if path.suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CatalogueFileError(f"{path}: not valid JSON: {exc.msg} (at line {exc.lineno}, column {exc.colno})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:  # its message ends "(at line L, column C)"
+        raise CatalogueFileError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _shape_problems(data: Any, schemas: dict[str, Schema]) -> list[str]:
+    """What keeps ``data`` from being four lists of tables, as phrases."""
+    if not isinstance(data, dict):
+        return ["the file must hold the lists partners, products, pages and rules"]
+    problems = []
     unknown = set(data) - set(schemas)
     if unknown:
-        raise CatalogueFileError(f"{path.name}: unknown top-level keys {sorted(unknown)}")
+        problems.append(f"unknown top-level keys {sorted(unknown)} (expected {', '.join(schemas)})")
+    for kind in schemas:
+        value = data.get(kind)
+        if value is None:
+            continue
+        if not isinstance(value, list):
+            problems.append(f"{kind} must be a list of tables ([[{kind}]] in TOML), not {type(value).__name__}")
+            continue
+        problems.extend(f"{kind}[{i}] must be a table" for i, item in enumerate(value) if not isinstance(item, dict))
+    return problems
+
+
+def read_catalogue_file(path: Path) -> dict[str, Any]:
+    """Read a catalogue (TOML, or JSON by its ``.json`` suffix) and validate each entity's shape."""
+    data = _parse(path)
+    schemas = _schemas()
+    problems = _shape_problems(data, schemas)
+    if problems:
+        raise CatalogueFileError(f"{path.name}: {'; '.join(problems)}")
     out: dict[str, Any] = {}
     errors: dict[str, Any] = {}
     for kind, schema in schemas.items():

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from ..domain import bounds
 from ..domain.catalogue import (
     LICENCE_TYPES,
     PARTNER_STATUSES,
@@ -22,9 +23,20 @@ from ..domain.catalogue import (
 )
 
 ID = validate.Regexp(r"^[a-z0-9][a-z0-9_\-]{0,63}$", error="must be 1–64 characters of a-z, 0-9, _ or -")
-BPS_RANGE = validate.Range(min=0, max=10_000)
 NON_NEGATIVE = validate.Range(min=0)
 NOT_BLANK = validate.Length(min=1)
+
+
+def within(bound: bounds.Bound, low: int | None = None) -> validate.Range:
+    """A marshmallow range for a bound of :mod:`wallet_market.domain.bounds` (``low`` raises its floor)."""
+    return validate.Range(min=bound.low if low is None else low, max=bound.high)
+
+
+BPS_RANGE = within(bounds.RATE_BPS)
+LOAN_FEN = within(bounds.LOAN_FEN)
+FEE_FEN = within(bounds.FEE_FEN)
+TERM_DAYS = within(bounds.TERM_DAYS)
+DAILY_CAP = within(bounds.DAILY_CAP)
 
 
 class TieredBps(fields.Field[int | dict[str, int]]):
@@ -38,7 +50,7 @@ class TieredBps(fields.Field[int | dict[str, int]]):
         self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
     ) -> int | dict[str, int]:
         def one(v: Any) -> int:
-            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 10_000:
+            if not bounds.RATE_BPS.holds(v):
                 raise self.make_error("invalid")
             return v
 
@@ -74,15 +86,15 @@ class PartnerSchema(Schema):
     prescreen_url = fields.Url(load_default=None, allow_none=True, require_tld=False)
     joint_login_url = fields.Url(load_default=None, allow_none=True, require_tld=False)
     settlement_url = fields.Url(load_default=None, allow_none=True, require_tld=False)
-    timeout_ms = fields.Integer(load_default=300, validate=validate.Range(min=10, max=10_000))
-    daily_lead_cap = fields.Integer(load_default=None, allow_none=True, validate=NON_NEGATIVE)
-    daily_approval_cap = fields.Integer(load_default=None, allow_none=True, validate=NON_NEGATIVE)
+    timeout_ms = fields.Integer(load_default=300, validate=within(bounds.TIMEOUT_MS))
+    daily_lead_cap = fields.Integer(load_default=None, allow_none=True, validate=DAILY_CAP)
+    daily_approval_cap = fields.Integer(load_default=None, allow_none=True, validate=DAILY_CAP)
 
 
 class SettlementSchema(Schema):
     model = fields.String(required=True, validate=validate.OneOf(SETTLEMENT_MODELS))
     cps_rate_bps = fields.Integer(load_default=0, validate=BPS_RANGE)
-    fee_fen = fields.Integer(load_default=0, validate=NON_NEGATIVE)
+    fee_fen = fields.Integer(load_default=0, validate=FEE_FEN)
     transfer_price_bps = fields.Integer(load_default=0, validate=BPS_RANGE)
 
 
@@ -92,8 +104,8 @@ class FunnelSchema(Schema):
     approval_rate_bps = TieredBps(required=True)
     draw_rate_bps = fields.Integer(load_default=0, validate=BPS_RANGE)
     new_customer_rate_bps = fields.Integer(load_default=10_000, validate=BPS_RANGE)
-    avg_loan_fen = fields.Integer(load_default=0, validate=NON_NEGATIVE)
-    term_months = fields.Integer(load_default=12, validate=validate.Range(min=1, max=360))
+    avg_loan_fen = fields.Integer(load_default=0, validate=LOAN_FEN)
+    term_months = fields.Integer(load_default=12, validate=within(bounds.TERM_MONTHS, low=1))
 
 
 class LendingSchema(Schema):
@@ -118,12 +130,12 @@ class ProductSchema(Schema):
     title = fields.String(required=True, validate=validate.Length(min=1, max=80))
     lender_name = fields.String(required=True, validate=NOT_BLANK)
     licence_id = fields.String(required=True, validate=NOT_BLANK)
-    limit_min_fen = fields.Integer(required=True, validate=NON_NEGATIVE)
-    limit_max_fen = fields.Integer(required=True, validate=NON_NEGATIVE)
+    limit_min_fen = fields.Integer(required=True, validate=LOAN_FEN)
+    limit_max_fen = fields.Integer(required=True, validate=LOAN_FEN)
     apr_min_bps = fields.Integer(required=True, validate=BPS_RANGE)
     apr_max_bps = fields.Integer(required=True, validate=BPS_RANGE)
-    term_min_days = fields.Integer(required=True, validate=NON_NEGATIVE)
-    term_max_days = fields.Integer(required=True, validate=NON_NEGATIVE)
+    term_min_days = fields.Integer(required=True, validate=TERM_DAYS)
+    term_max_days = fields.Integer(required=True, validate=TERM_DAYS)
     promo = fields.String(load_default="", validate=validate.Length(max=120))
     disclosure = fields.String(required=True, validate=NOT_BLANK)
     requires_login = fields.Boolean(load_default=False)
@@ -134,7 +146,7 @@ class ProductSchema(Schema):
     schedule = fields.Nested(WindowSchema, load_default=dict)
     status = fields.String(load_default="active", validate=validate.OneOf(PRODUCT_STATUSES))
     action_url = fields.String(load_default="")
-    daily_impression_cap = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
+    daily_impression_cap = fields.Integer(load_default=None, allow_none=True, validate=within(bounds.DAILY_CAP, low=1))
 
     @validates_schema
     def _ranges(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -148,7 +160,7 @@ class ProductSchema(Schema):
 
 class SlotSchema(Schema):
     slot_id = fields.String(required=True, validate=ID)
-    position_weight_bps = fields.Integer(load_default=10_000, validate=validate.Range(min=1, max=10_000))
+    position_weight_bps = fields.Integer(load_default=10_000, validate=within(bounds.RATE_BPS, low=1))
     accepts = fields.List(fields.String(validate=validate.OneOf(PRODUCT_KINDS)), load_default=list(PRODUCT_KINDS))
     visible_to_visitors = fields.Boolean(load_default=True)
     fallback_product_id = fields.String(load_default=None, allow_none=True)
@@ -157,7 +169,9 @@ class SlotSchema(Schema):
 class PageSchema(Schema):
     page_id = fields.String(required=True, validate=ID)
     title = fields.String(load_default="")
-    slots = fields.List(fields.Nested(SlotSchema), required=True, validate=validate.Length(min=1, max=50))
+    slots = fields.List(
+        fields.Nested(SlotSchema), required=True, validate=validate.Length(min=1, max=bounds.MAX_SLOT_COUNT)
+    )
     editorial_order = fields.List(fields.String(), load_default=list)
 
     @validates_schema
@@ -171,14 +185,14 @@ class RuleSchema(Schema):
     rule_id = fields.String(required=True, validate=ID)
     action = fields.String(required=True, validate=validate.OneOf(RULE_ACTIONS))
     condition = fields.Dict(keys=fields.String(), load_default=dict)
-    priority = fields.Integer(load_default=100, validate=validate.Range(min=0, max=1_000_000))
+    priority = fields.Integer(load_default=100, validate=within(bounds.RULE_PRIORITY))
     enabled = fields.Boolean(load_default=True)
     window = fields.Nested(WindowSchema, load_default=dict)
     product_id = fields.String(load_default=None, allow_none=True)
     slot_id = fields.String(load_default=None, allow_none=True)
     page_id = fields.String(load_default=None, allow_none=True)
     partner_id = fields.String(load_default=None, allow_none=True)
-    factor_bps = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=0, max=1_000_000))
-    floor_rpm_fen = fields.Integer(load_default=None, allow_none=True, validate=NON_NEGATIVE)
-    max_slots = fields.Integer(load_default=None, allow_none=True, validate=NON_NEGATIVE)
+    factor_bps = fields.Integer(load_default=None, allow_none=True, validate=within(bounds.FACTOR_BPS))
+    floor_rpm_fen = fields.Integer(load_default=None, allow_none=True, validate=within(bounds.FLOOR_RPM_FEN))
+    max_slots = fields.Integer(load_default=None, allow_none=True, validate=within(bounds.SLOT_COUNT))
     description = fields.String(load_default="")

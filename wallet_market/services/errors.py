@@ -19,6 +19,12 @@ class Conflict(ServiceError):
     status = 409
 
 
+class PreconditionFailed(ServiceError):
+    """An ``If-Match`` that names an older state of the resource."""
+
+    status = 412
+
+
 class Invalid(ServiceError):
     """Input breaks a business rule or guard; ``errors`` maps each field to its messages."""
 

@@ -218,7 +218,8 @@ class LayoutService:
             "page": decision.page_id,
             "decision_id": decision_id,
             "ruleset_version": decision.ruleset_version,
-            "personalized": decision.personalized,
+            # A visitor's page is ranked for everyone alike: nothing about them personalised it.
+            "personalized": decision.personalized and profile is not None,
             "degraded": degraded,
             "slots": slots,
         }

@@ -16,6 +16,13 @@ A worker killed anywhere in between leaves its entries pending; whoever claims
 them next repeats steps 2 and 3, and both are no-ops for what was done. The
 worker also re-decides, every few seconds, which partners are ahead of their
 lead pace, reports the stream lag and trims applied entries.
+
+An entry that cannot be applied never holds up the others: what it wrote is
+taken back, it stays pending and is delivered again (reclaimed once idle); after
+``attempts`` deliveries it is moved to the dead-letter stream with its reason
+and acknowledged. An entry that cannot be read or interpreted at all is set
+aside at once. ``wallet-market ledger dead-letters --replay`` puts dead letters
+back on the stream after the cause is fixed.
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ import orjson
 import redis
 
 from .. import metrics
+from ..domain import bounds
 from ..domain.catalogue import IN_HOUSE, Catalogue
 from ..domain.funnel import (
     APP_EVENT_TYPES,
@@ -43,6 +51,7 @@ from ..domain.funnel import (
     counter_deltas,
     day_of,
     learning_deltas,
+    ledger_adds,
     paced_lead_allowance,
     reversal_deltas,
     suppressed_until,
@@ -52,6 +61,7 @@ from ..store.catalogue import CatalogueStore
 from ..store.connection import RedisClient
 from ..store.keys import Keys
 from ..store.ledger import ApplyRaced, CatalogueVersions, Ledger, StreamEntry
+from ..quiet_logs import RepeatLimiter
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +70,8 @@ TRIM_SECONDS = 60.0
 # Applied entries stay in the stream a day, for inspection and replay.
 STREAM_KEEP_SECONDS = 86_400
 PLAN_CACHE_SIZE = 50_000
+# Deliveries of an entry that fails to apply before it is set aside in the dead-letter stream.
+APPLY_ATTEMPTS = 3
 
 
 class _Default(enum.Enum):
@@ -76,7 +88,9 @@ def default_consumer_name() -> str:
 
 
 class _KeyIndex:
-    """The keys a batch's script refers to, numbered as the script sees them (KEYS[2] is the first)."""
+    """The keys a batch's script refers to, numbered as the script sees them (KEYS[3] is the first)."""
+
+    FIRST = 3
 
     def __init__(self) -> None:
         self.keys: list[str] = []
@@ -86,7 +100,7 @@ class _KeyIndex:
         found = self._index.get(key)
         if found is None:
             self.keys.append(key)
-            found = self._index[key] = len(self.keys) + 1
+            found = self._index[key] = len(self.keys) + self.FIRST - 1
         return found
 
 
@@ -101,6 +115,7 @@ class LedgerWorker:
         batch_size: int = 500,
         block_ms: int = 1000,
         claim_idle_ms: int = 30_000,
+        attempts: int = APPLY_ATTEMPTS,
         clock: Callable[[], float] = time.time,
     ):
         self.client = client
@@ -110,6 +125,7 @@ class LedgerWorker:
         self.batch_size = batch_size
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
+        self.attempts = attempts
         self.clock = clock
         self.ledger = Ledger(client, keys)
         self.user_facts = UserFacts(client, keys)
@@ -120,6 +136,7 @@ class LedgerWorker:
         self._next_housekeeping = 0.0
         self._next_trim = 0.0
         self._plans: dict[tuple, tuple[dict[str, int], dict[str, int]]] = {}
+        self._quiet = RepeatLimiter(log)
 
     # -- the loop ------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -134,12 +151,12 @@ class LedgerWorker:
                     started = True
                 self.step()
             except redis.RedisError as exc:
-                log.warning("ledger worker: Redis unavailable (%s); retrying", exc)
+                self._quiet.warning("ledger worker: Redis unavailable (%s); retrying", exc)
                 # A batch read before the outage may be pending still: apply it first when back.
                 started = False
                 stop.wait(1.0)
             except Exception:  # the batch stays pending and is retried; the worker must not die of it
-                log.exception("ledger worker: batch failed; retrying")
+                self._quiet.exception("ledger worker: batch failed; retrying")
                 stop.wait(1.0)
         log.info("ledger worker %s stopped", self.consumer)
 
@@ -194,34 +211,66 @@ class LedgerWorker:
 
     # -- one batch -----------------------------------------------------------
     def process(self, entries: Sequence[StreamEntry]) -> int:
-        """Apply a batch: user effects first, then counters with acknowledgement. Returns entries applied."""
+        """Apply a batch: user effects first, then counters with acknowledgement. Returns entries applied.
+
+        An entry that fails is left pending with one more failed attempt
+        counted (set aside after the last); the rest of the batch is applied.
+        """
         started = time.perf_counter()
-        readable: list[tuple[str, LedgerEvent]] = []
+        readable: list[tuple[StreamEntry, LedgerEvent]] = []
         for entry in entries:
             if entry.event is None:
                 if entry.raw:
-                    self.ledger.dead_letter(entry, "unreadable")
-                    metrics.WORKER_DEAD_LETTERS.inc()
+                    self._set_aside(entry, "unreadable")
                 else:  # deleted while pending: acknowledge so it stops coming back
                     self.client.xack(self.keys.event_stream(), self.ledger.group, entry.entry_id)
                 continue
             problem = self._uninterpretable(entry.event)
             if problem is not None:
-                log.error("ledger worker: entry %s set aside: %s", entry.entry_id, problem)
-                self.ledger.dead_letter(entry, problem)
-                metrics.WORKER_DEAD_LETTERS.inc()
+                self._set_aside(entry, problem)
                 continue
-            readable.append((entry.entry_id, entry.event))
+            readable.append((entry, entry.event))
         if not readable:
             return 0
-        self.apply_user_effects(readable)
-        applied = self.apply_counters(readable)
+        failed = self.apply_user_effects([(entry.origin_id, event) for entry, event in readable])
+        ready = [(entry.entry_id, event) for entry, event in readable if entry.origin_id not in failed]
+        applied, failures = self.apply_counters(ready)
+        for entry, _ in readable:
+            if entry.origin_id in failed:
+                failures.append((entry.entry_id, failed[entry.origin_id]))
+        for entry_id, reason in failures:
+            self._failed(entry_id, reason)
         metrics.WORKER_APPLIED.inc(applied)
         metrics.WORKER_BATCH_SECONDS.observe(time.perf_counter() - started)
         return applied
 
+    def _set_aside(self, entry: StreamEntry, reason: str) -> None:
+        """An entry no retry can help: into the dead-letter stream now."""
+        if self.ledger.dead_letter(entry, reason):
+            metrics.WORKER_DEAD_LETTERS.inc()
+            metrics.WORKER_APPLY_FAILURES.labels("set_aside").inc()
+            self._quiet.error("ledger worker: entry %s set aside: %s", entry.entry_id, reason)
+
+    def _failed(self, entry_id: str, reason: str) -> None:
+        """Count a failed attempt; the entry is delivered again, or set aside after the last attempt."""
+        outcome, attempts = self.ledger.fail(entry_id, reason, self.attempts)
+        if outcome == "retry":
+            metrics.WORKER_APPLY_FAILURES.labels("retried").inc()
+            self._quiet.warning(
+                "ledger worker: entry %s failed (attempt %d of %d), kept for a retry: %s",
+                entry_id, attempts, self.attempts, reason,
+            )
+        elif outcome == "dead":
+            metrics.WORKER_DEAD_LETTERS.inc()
+            metrics.WORKER_APPLY_FAILURES.labels("set_aside").inc()
+            self._quiet.error(
+                "ledger worker: entry %s set aside after %d attempts: %s", entry_id, attempts, reason
+            )
+
     def _uninterpretable(self, event: LedgerEvent) -> str | None:
         """Why an event cannot be applied (so it is set aside rather than retried forever), or None."""
+        if not bounds.POSTBACK_AMOUNT_FEN.holds(event.amount_fen):
+            return f"amount_fen {event.amount_fen} is outside 0–{bounds.MAX_LOAN_FEN} fen"
         if event.type == REVERSED:
             return None if event.reverses and event.source != "app" else "a reversal without the event it reverses"
         try:
@@ -253,12 +302,17 @@ class LedgerWorker:
     def _catalogue(self, event: LedgerEvent) -> Catalogue | None:
         return self.versions.get(event.ruleset_version) if event.ruleset_version else None
 
-    def apply_user_effects(self, events: Sequence[tuple[str, LedgerEvent]]) -> None:
-        """Step 2: frequency caps, suppression and in-house declines of ``(entry id, event)``s, once per entry."""
+    def apply_user_effects(self, events: Sequence[tuple[str, LedgerEvent]]) -> dict[str, str]:
+        """Step 2: frequency caps, suppression and in-house declines of ``(entry id, event)``s, once per entry.
+
+        Returns why, for each entry whose effects Redis refused (a key of the
+        wrong type, say); the others are applied. Effects are idempotent per
+        entry id, so an entry retried later repeats nothing.
+        """
         now = int(self.clock())
         pipe = self.client.pipeline(transaction=False)
-        queued = 0
-        declines: list[tuple[str, date]] = []
+        queued: list[str] = []
+        declines: list[tuple[str, str, date]] = []
         for entry_id, event in events:
             if not event.user_id or event.type == REVERSED:
                 continue
@@ -270,7 +324,7 @@ class LedgerWorker:
                 owner = product.owner if product is not None else event.source
                 if owner == IN_HOUSE:
                     if event.type == REJECTED:
-                        declines.append((event.user_id, _date_of(event.occurred_at)))
+                        declines.append((entry_id, event.user_id, _date_of(event.occurred_at)))
                 else:
                     suppress = owner
             if impressed is None and suppress is None:
@@ -285,14 +339,43 @@ class LedgerWorker:
                 suppressed_until=suppressed_until(event, self.suppression_cooldown_days),
                 now=now,
             )
-            queued += 1
+            queued.append(entry_id)
+        failed: dict[str, str] = {}
         if queued:
-            pipe.execute()
-        for user_id, decided_on in declines:
-            self.user_facts.record_in_house_decline(user_id, decided_on)
+            for entry_id, answer in zip(queued, pipe.execute(raise_on_error=False)):
+                if isinstance(answer, redis.ResponseError):
+                    failed[entry_id] = f"user effects: {answer}"
+        for entry_id, user_id, decided_on in declines:
+            try:
+                self.user_facts.record_in_house_decline(user_id, decided_on)
+            except (redis.ResponseError, ValueError, TypeError, KeyError) as exc:
+                failed[entry_id] = f"in-house decline: {exc}"
+        return failed
 
-    def apply_counters(self, events: Sequence[tuple[str, LedgerEvent]]) -> int:
-        """Step 3: counters, learned counts and postback records, acknowledging each entry; returns how many applied."""
+    def apply_counters(self, events: Sequence[tuple[str, LedgerEvent]]) -> tuple[int, list[tuple[str, str]]]:
+        """Step 3: counters, learned counts and postback records, acknowledging each entry applied.
+
+        Returns how many were applied and ``(entry id, reason)`` for each that failed.
+        """
+        if not events:
+            return 0, []
+        try:
+            return self._apply_counters(events)
+        except redis.ResponseError:
+            if len(events) == 1:
+                raise
+        # The batch's script itself failed: apply entry by entry, so one entry's fault stays its own.
+        applied, failures = 0, []
+        for one in events:
+            try:
+                done, failed = self._apply_counters([one])
+            except redis.ResponseError as exc:
+                done, failed = 0, [(one[0], f"apply: {exc}")]
+            applied += done
+            failures.extend(failed)
+        return applied, failures
+
+    def _apply_counters(self, events: Sequence[tuple[str, LedgerEvent]]) -> tuple[int, list[tuple[str, str]]]:
         for attempt in range(5):
             keys, ops = self._ledger_ops(events)
             try:
@@ -300,7 +383,7 @@ class LedgerWorker:
             except ApplyRaced:
                 if attempt == 4:
                     raise
-        return 0
+        return 0, []
 
     def _ledger_ops(self, events: Sequence[tuple[str, LedgerEvent]]) -> tuple[list[str], list[dict[str, Any]]]:
         index = _KeyIndex()
@@ -319,13 +402,14 @@ class LedgerWorker:
                 continue
             deltas, learning = self._plan(event)
             counters = index(self.keys.counters(event.day))
-            op["add"] = [[counters, name, str(value)] for name, value in deltas.items()]
+            op["add"] = [_add_op(counters, add) for add in ledger_adds(deltas)]
             if learning:
                 learned_index = index(learned)
                 op["add"].extend([learned_index, name, str(value)] for name, value in learning.items())
             if event.source != "app":
                 op["keep"] = index(self.keys.postback_record(event.source, event.event_id))
-                op["undo"] = orjson.dumps({k: str(v) for k, v in reversal_deltas(deltas).items()}).decode()
+                undo = [_add_op(None, add) for add in ledger_adds(reversal_deltas(deltas))]
+                op["undo"] = orjson.dumps(undo).decode()
                 reversal_day = reversal_days.get((event.source, event.event_id))
                 if reversal_day:
                     op["rev_day"] = reversal_day
@@ -339,7 +423,7 @@ class LedgerWorker:
         try:
             self.refresh_pacing()
         except (KeyError, ValueError, TypeError):  # a catalogue this worker cannot read must not stop the ledger
-            log.exception("lead pacing refresh failed")
+            self._quiet.exception("lead pacing refresh failed")
         metrics.STREAM_LAG.set(self.ledger.lag())
         if time.monotonic() >= self._next_trim:
             self._next_trim = time.monotonic() + TRIM_SECONDS
@@ -358,6 +442,16 @@ class LedgerWorker:
             for pid, p in catalogue.partners.items()
         }
         return self.lead_caps.pace(day_of(now), allowed)
+
+
+def _add_op(key_index: int | None, add: tuple[str, int, str | None, int]) -> list[Any]:
+    """One increment as the apply script reads it: ``[key index,] field, "n"[, high field, "h"]``."""
+    name, value, high, high_value = add
+    op: list[Any] = [] if key_index is None else [key_index]
+    op.extend([name, str(value)])
+    if high is not None:
+        op.extend([high, str(high_value)])
+    return op
 
 
 def _date_of(epoch_seconds: int) -> date:

@@ -37,6 +37,7 @@ from ..domain.users import UserProfile
 from ..partners.client import BREAKER_OPEN, NO_SECRET, PartnerClient
 from ..partners.prescreen import EXISTING, FAILED, INELIGIBLE, NEW, PURPOSE, PRESCREEN_FIELDS, read_prescreen_answer
 from ..store.connection import RedisClient
+from ..quiet_logs import RepeatLimiter
 from ..store.data_shares import DataShareStore
 from ..store.keys import Keys
 
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from .layouts import Serving
 
 log = logging.getLogger(__name__)
+_quiet = RepeatLimiter(log)
 
 def could_be_shown(product: Product, profile: UserProfile, now: datetime, apr_cap_bps: int) -> bool:
     """Whether ``product`` passes the hard checks placement applies to this user.
@@ -232,7 +234,7 @@ class PrescreenService:
                 fields_for=lambda profile: PRESCREEN_FIELDS if profile.phone_sha256 else (),
             )
         except redis.RedisError:
-            log.warning("pre-screen to %s not sent: the data-share log is unreachable", partner_id)
+            _quiet.warning("pre-screen to %s not sent: the data-share log is unreachable", partner_id)
             return None
         if consented is None:
             return None
@@ -254,7 +256,7 @@ class PrescreenService:
         try:
             self.shares.mark_outcome(user_id, consented.share_id, outcome)
         except redis.RedisError:
-            log.warning("outcome of data share %s not recorded: Redis unreachable", consented.share_id)
+            _quiet.warning("outcome of data share %s not recorded: Redis unreachable", consented.share_id)
         return self._remember(user_id, partner_id, verdict)
 
     def _refusal(self, partner_id: str) -> str | None:
@@ -269,7 +271,7 @@ class PrescreenService:
         try:
             self.cache.set(self.keys.prescreen(user_id, partner_id), verdict, ex=self.ttl_seconds[verdict])
         except redis.RedisError:
-            log.warning("pre-screen answer of %s not cached: Redis unreachable", partner_id)
+            _quiet.warning("pre-screen answer of %s not cached: Redis unreachable", partner_id)
         return verdict
 
     def close(self) -> None:

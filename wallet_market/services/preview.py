@@ -60,7 +60,7 @@ def explain_layout(serving: Serving, policy: PlacementPolicy, data: Mapping[str,
     return {
         "page": decision.page_id,
         "ruleset_version": decision.ruleset_version,
-        "personalized": decision.personalized,
+        "personalized": decision.personalized and profile is not None,
         "view": policy.view,
         "total_expected_micro_fen": decision.total_expected_micro_fen,
         "slots": [

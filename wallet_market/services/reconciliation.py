@@ -22,15 +22,16 @@ line and are left out. The line's date is the UTC day of the postback's
 Our side is read from the postback records the ledger keeps for every accepted
 postback (``keys.postback_record(partner, event_id)``, kept for 400 days): they
 hold the event as accepted, so the answer does not depend on how late a
-postback arrived or on how far the event stream has been trimmed. Reading them
-is one pass over the key space (``SCAN`` with a pattern), which suits a daily
-batch, not a request path.
+postback arrived or on how far the event stream has been trimmed. Which records
+belong to a partner's day comes from the index written with each record
+(``keys.postbacks_of_day(partner, day)``), so a reconciliation reads only that
+day's records — on one Redis or across a cluster's nodes alike.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import orjson
 
@@ -41,12 +42,11 @@ from ..domain.reconcile import Reconciliation, SettlementLine, reconcile
 from ..store.catalogue import CatalogueStore
 from ..store.connection import RedisClient
 from ..store.keys import Keys
-from ..store.ledger import CatalogueVersions
+from ..store.ledger import CatalogueVersions, Ledger
 from .errors import Invalid, NotFound, Unavailable
 from .layouts import LayoutService
 from .settlement import SettlementClient
 
-SCAN_BATCH = 1_000
 REPORT_COLUMNS = (
     "status",
     "event_id",
@@ -85,43 +85,28 @@ def _utc_day(epoch_seconds: int) -> date:
     return datetime.fromtimestamp(int(epoch_seconds), tz=timezone.utc).date()
 
 
-def _postback_events(sources: ReconciliationSources, partner_id: str) -> dict[str, LedgerEvent]:
-    """Every postback of ``partner_id`` the ledger accepted and still keeps, by event id."""
-    client = sources.redis
-    keys = sources.keys
-    prefix = keys.postback_record(partner_id, "")
-    pattern = _glob_escape(prefix) + "*"
+def _decode_postbacks(partner_id: str, entries: Mapping[str, bytes]) -> dict[str, LedgerEvent]:
+    """The postbacks among ``entries`` (event id → accepted payload) that are ``partner_id``'s."""
     found: dict[str, LedgerEvent] = {}
-    batch: list[bytes] = []
-
-    def read(names: list[bytes]) -> None:
-        pipe = client.pipeline(transaction=False)
-        for name in names:
-            pipe.hget(name, "entry")
-        for name, entry in zip(names, pipe.execute()):
-            if entry is None:  # a reversal arrived before the event it reverses: nothing accepted yet
-                continue
-            try:
-                event = LedgerEvent.from_dict(orjson.loads(entry))
-            except (KeyError, TypeError, ValueError, orjson.JSONDecodeError):
-                continue
-            if event.source != partner_id or event.type not in POSTBACK_TYPES:
-                continue
-            event_id = name.decode()[len(prefix):]
-            found[event_id] = event
-
-    for name in client.scan_iter(match=pattern, count=SCAN_BATCH):
-        batch.append(name)
-        if len(batch) >= SCAN_BATCH:
-            read(batch)
-            batch = []
-    if batch:
-        read(batch)
+    for event_id, entry in entries.items():
+        try:
+            event = LedgerEvent.from_dict(orjson.loads(entry))
+        except (KeyError, TypeError, ValueError, orjson.JSONDecodeError):
+            continue
+        if event.source != partner_id or event.type not in POSTBACK_TYPES:
+            continue
+        found[event_id] = event
     return found
 
 
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+def _postback_events(sources: ReconciliationSources, partner_id: str, days: Iterable[date]) -> dict[str, LedgerEvent]:
+    """The postbacks of ``partner_id`` the ledger accepted for ``days``, and the events their reversals undo."""
+    ledger = Ledger(sources.redis, sources.keys)
+    event_ids = ledger.postbacks_of_days(partner_id, [day.strftime("%Y%m%d") for day in days])
+    found = _decode_postbacks(partner_id, ledger.postback_entries(partner_id, event_ids))
+    undone = [e.reverses for e in found.values() if e.type == REVERSED and e.reverses and e.reverses not in found]
+    found.update(_decode_postbacks(partner_id, ledger.postback_entries(partner_id, undone)))
+    return found
 
 
 def _payout_fen(event: LedgerEvent, versions: CatalogueVersions) -> int | None:
@@ -149,7 +134,7 @@ def ledger_settlement_lines(sources: ReconciliationSources, partner_id: str, day
 def ledger_settlement_lines_for_days(sources: ReconciliationSources, partner_id: str, days: Iterable[date]) -> list[SettlementLine]:
     """Our settlement lines for ``partner_id`` on each of ``days``, read in one pass."""
     wanted = set(days)
-    events = _postback_events(sources, partner_id)
+    events = _postback_events(sources, partner_id, sorted(wanted))
     versions = CatalogueVersions(sources.catalogue_store)
     lines: list[tuple[int, str, SettlementLine]] = []
     for event_id, event in events.items():

@@ -6,7 +6,7 @@ compares with what partners and the in-house lender actually reported.
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from ..domain.funnel import GROUP_BY, days_between, revenue_rows
@@ -14,6 +14,28 @@ from ..store.ledger import Ledger
 from .errors import Invalid
 
 MAX_DAYS = 366
+DEFAULT_DAYS = 7
+
+
+def default_range(first: date | None, last: date | None, today: date) -> tuple[date, date, str | None]:
+    """The days to read when ``from`` or ``to`` is left out, and a note saying what was assumed.
+
+    Neither: the last 7 UTC days, today included. Only ``to``: the 7 days
+    ending then. Only ``from``: from then to today.
+    """
+    if first is not None and last is not None:
+        return first, last, None
+    if first is None and last is None:
+        start, end = today - timedelta(days=DEFAULT_DAYS - 1), today
+        said = f"from and to not given: the last {DEFAULT_DAYS} days (UTC)"
+    elif first is None:
+        assert last is not None
+        start, end = last - timedelta(days=DEFAULT_DAYS - 1), last
+        said = f"from not given: the {DEFAULT_DAYS} days (UTC) ending on to"
+    else:
+        start, end = first, max(first, today)
+        said = "to not given: up to today (UTC)"
+    return start, end, f"{said}, {start.isoformat()} to {end.isoformat()}"
 
 
 def earned_revenue(ledger: Ledger, first: date, last: date, group_by: str) -> dict[str, Any]:
@@ -39,5 +61,10 @@ class Revenue:
     def __init__(self, ledger: Ledger):
         self.ledger = ledger
 
-    def earned(self, first: date, last: date, group_by: str) -> dict[str, Any]:
-        return earned_revenue(self.ledger, first, last, group_by)
+    def earned(
+        self, first: date | None, last: date | None, group_by: str, today: date | None = None
+    ) -> dict[str, Any]:
+        """Earned revenue over ``first``–``last``; either left out is filled in and the answer says how."""
+        first, last, note = default_range(first, last, today or datetime.now(timezone.utc).date())
+        answer = earned_revenue(self.ledger, first, last, group_by)
+        return {**answer, "note": note} if note else answer

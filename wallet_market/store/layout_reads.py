@@ -1,11 +1,16 @@
 """Every Redis read one layout needs, queued on one pipeline and returned as named facts.
 
-A layout costs one round trip: the caller's API key record (unless the key is
-cached in-process), the key's rate counter and, for a logged-in user, the
-profile, today's impressions per product, suppressed partners, cached
-pre-screen answers and the partners at their daily lead cap. This module is the
-only place that knows the order of those reads; everyone else gets the facts by
-name.
+A layout costs one round trip: the check of the caller's API key (one small
+script: the key's record, or only whether it still exists when the key is
+cached in-process, and its rate counter — counted only for a known key) and,
+for a logged-in user, the profile, today's impressions per product, suppressed
+partners, cached pre-screen answers and the partners at their daily lead cap.
+This module is the only place that knows the order of those reads; everyone
+else gets the facts by name.
+
+The key check is queued as ``EVAL`` with the script's text rather than
+``EVALSHA``: redis-py would otherwise ask ``SCRIPT EXISTS`` first, a second
+round trip, and on a cluster pipeline it cannot load a missing script at all.
 """
 from __future__ import annotations
 
@@ -18,6 +23,9 @@ import redis
 
 from .connection import RedisClient
 from .keys import Keys
+from .ledger import script_text
+
+RATE_COUNTER_SECONDS = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +35,7 @@ class KeyFacts:
     record: dict[str, Any] | None
     read: bool  # whether the record was read (false: the caller had it cached)
     rate_count: int
+    known: bool = True  # whether the key is in the key records (false: unknown or revoked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,27 +55,36 @@ class LayoutFacts:
     user: UserFacts | None
 
 
-def queue_key_reads(pipe: Any, keys: Keys, api_key_hash: str, read_record: bool, window: int) -> None:
-    """Queue the key's record (when ``read_record``) and its one-minute rate counter."""
-    if read_record:
-        pipe.hget(keys.api_keys(), api_key_hash)
-    counter = keys.rate_limit(api_key_hash[:16], window)
-    pipe.incr(counter)
-    pipe.expire(counter, 120)
+def queue_key_reads(pipe: Any, keys: Keys, api_key_hash: str, read_record: bool, now: float) -> None:
+    """Queue the key check: its record (when ``read_record``) or its existence, and its one-minute rate counter."""
+    window = int(now // 60)
+    pipe.execute_command(
+        "EVAL",
+        script_text("check_key"),
+        3,
+        keys.api_keys(),
+        keys.rate_limit(api_key_hash[:16], window),
+        keys.api_keys_last_used(),
+        api_key_hash,
+        "1" if read_record else "0",
+        RATE_COUNTER_SECONDS,
+        int(now),
+    )
 
 
 def parse_key_reads(results: Sequence[Any], read_record: bool) -> tuple[KeyFacts, int]:
     """The key facts from the start of ``results``, and how many results they took."""
-    if read_record:
-        raw, count = results[0], results[1]
-        return KeyFacts(orjson.loads(raw) if raw else None, True, int(count)), 3
-    return KeyFacts(None, False, int(results[0])), 2
+    known, count, raw = results[0]
+    if not int(known):
+        return KeyFacts(None, read_record, 0, known=False), 1
+    record = orjson.loads(raw) if read_record and raw else None
+    return KeyFacts(record, read_record, int(count)), 1
 
 
 def read_key_facts(client: RedisClient, keys: Keys, api_key_hash: str, read_record: bool) -> KeyFacts:
     """One round trip for a request that only needs its caller's key checked."""
     pipe = client.pipeline(transaction=False)
-    queue_key_reads(pipe, keys, api_key_hash, read_record, int(time.time() // 60))
+    queue_key_reads(pipe, keys, api_key_hash, read_record, time.time())
     return parse_key_reads(pipe.execute(), read_record)[0]
 
 
@@ -83,14 +101,16 @@ def read_layout_facts(
 ) -> LayoutFacts:
     """Read everything one layout needs in one round trip; raises ``redis.RedisError`` when unreachable."""
     pipe = client.pipeline(transaction=False)
-    queue_key_reads(pipe, keys, api_key_hash, read_key_record, int(now // 60))
+    queue_key_reads(pipe, keys, api_key_hash, read_key_record, now)
     if user_id is not None:
         pipe.get(keys.profile(user_id))
         pipe.hgetall(keys.impressions_today(user_id, day))
         pipe.hgetall(keys.suppressed_partners(user_id))
         pipe.smembers(keys.leads_at_cap(day))
         if prescreen_partners:
-            pipe.mget([keys.prescreen(user_id, p) for p in prescreen_partners])
+            # MGET through execute_command: redis-py refuses ``mget`` on a Redis Cluster pipeline,
+            # but these keys share the user's hash slot, so the command itself is fine there.
+            pipe.execute_command("MGET", *(keys.prescreen(user_id, p) for p in prescreen_partners))
     results = pipe.execute()
     key, used = parse_key_reads(results, read_key_record)
     if user_id is None:

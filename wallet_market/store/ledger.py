@@ -10,6 +10,9 @@ unchanged on Redis Cluster.
 - The worker reads the stream through a consumer group and applies entries
   with a script that acknowledges each entry and increments its counters
   together; an entry another consumer already acknowledged adds nothing.
+- An entry that cannot be applied is counted against its attempts and, after
+  the last one, moved to the dead-letter stream with its reason (and
+  acknowledged) in one script; ``replay_dead_letter`` puts it back once.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import orjson
 import redis
+from redis.cluster import ClusterPipeline
 from redis.typing import EncodableT, FieldT, XReadGroupResponse
 
 from ..domain.catalogue import Catalogue
@@ -29,11 +33,13 @@ from ..domain.funnel import LedgerEvent
 from .catalogue import CatalogueStore, UnknownVersion
 from .connection import RedisClient
 from .keys import Keys
-from .replies import int_hash, text_hash
+from .replies import int_hash, text, text_hash
 
 log = logging.getLogger(__name__)
 
 CONSUMER_GROUP = "ledger"
+# Dead letters kept (the stream is trimmed, approximately, beyond this).
+DEAD_LETTERS_KEPT = 100_000
 # Postback records answer for idempotency and reversals; partners settle within months.
 POSTBACK_RECORD_SECONDS = 400 * 86_400
 
@@ -44,9 +50,29 @@ def script_text(name: str) -> str:
     return resources.files("wallet_market.store").joinpath("scripts", f"{name}.lua").read_text(encoding="utf-8")
 
 
-def register(client: RedisClient, name: str):
-    """A redis-py :class:`~redis.commands.core.Script` (EVALSHA with a load on first use)."""
-    return client.register_script(script_text(name))
+class LuaScript:
+    """A script of ``store/scripts/``, called like redis-py's :class:`~redis.commands.core.Script`.
+
+    Run directly, or queued on a pipeline of a single Redis, it is EVALSHA with a
+    load on first use. redis-py refuses EVALSHA on a Redis Cluster pipeline (it
+    cannot load a missing script on the node a key maps to), so there the script
+    is queued as EVAL with its text; the node is chosen by its keys, which share
+    one hash slot.
+    """
+
+    def __init__(self, client: RedisClient, name: str):
+        self.name = name
+        self.script = client.register_script(script_text(name))
+
+    def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None) -> Any:
+        if isinstance(client, ClusterPipeline):
+            return client.execute_command("EVAL", self.script.script, len(keys), *keys, *args)
+        return self.script(keys=keys, args=args, client=client)
+
+
+def register(client: RedisClient, name: str) -> LuaScript:
+    """The script ``store/scripts/<name>.lua`` bound to ``client``."""
+    return LuaScript(client, name)
 
 
 def encode_event(event: LedgerEvent) -> bytes:
@@ -65,6 +91,31 @@ class StreamEntry:
     event: LedgerEvent | None
     raw: dict[bytes, bytes]
 
+    @property
+    def origin_id(self) -> str:
+        """The id the event first had in the stream (a replayed dead letter keeps its first one)."""
+        origin = self.raw.get(b"o")
+        return origin.decode() if origin else self.entry_id
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An entry set aside by the worker: why, when, after how many attempts, and the entry as it was."""
+
+    dead_letter_id: str
+    entry_id: str
+    reason: str
+    attempts: int
+    set_aside_at_ms: int
+    fields: dict[str, str]  # the entry's own fields: "e", its event's payload
+
+    @property
+    def event(self) -> LedgerEvent | None:
+        try:
+            return decode_event(self.fields["e"].encode())
+        except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
+            return None
+
 
 class ApplyRaced(RuntimeError):
     """A reversal was applied between reading the records and applying a batch; read again."""
@@ -78,6 +129,8 @@ class Ledger:
         self._ingest_events = register(client, "ingest_events")
         self._ingest_postback = register(client, "ingest_postback")
         self._apply = register(client, "apply_entries")
+        self._fail = register(client, "fail_entry")
+        self._replay = register(client, "replay_dead_letter")
 
     # -- ingestion ---------------------------------------------------------
     def append_app_events(
@@ -102,16 +155,37 @@ class Ledger:
         Returns ``accepted``, ``duplicate``, or for a reversal that cannot stand
         ``already_reversed``, ``reverses_a_reversal`` or ``reversed_before_arrival``.
         """
-        keys = [self.keys.event_stream(), self.keys.postback_record(event.source, event.event_id)]
+        keys = [
+            self.keys.event_stream(),
+            self.keys.postback_record(event.source, event.event_id),
+            self.keys.postbacks_of_day(event.source, event.day),
+        ]
         if event.reverses:
             keys.append(self.keys.postback_record(event.source, event.reverses))
-        args = [encode_event(event), event.type, event.event_id, event.day, POSTBACK_RECORD_SECONDS]
+        args = [encode_event(event), event.type, event.event_id, event.day, POSTBACK_RECORD_SECONDS, event.occurred_at]
         answer = self._ingest_postback(keys=keys, args=args)
         return answer.decode() if isinstance(answer, bytes) else str(answer)
 
     def postback_record(self, partner_id: str, event_id: str) -> dict[str, str]:
         """A postback's record: its ``entry``, ``type``, and how it was reversed (for reconciliation)."""
         return text_hash(self.client.hgetall(self.keys.postback_record(partner_id, event_id)))
+
+    def postbacks_of_days(self, partner_id: str, days: Sequence[str]) -> list[str]:
+        """The event ids of ``partner_id``'s postbacks accepted for ``days`` (YYYYMMDD), day by day as they occurred."""
+        pipe = self.client.pipeline(transaction=False)
+        for day in days:
+            pipe.zrange(self.keys.postbacks_of_day(partner_id, day), 0, -1)
+        return [text(member) for members in (pipe.execute() if days else []) for member in members]
+
+    def postback_entries(self, partner_id: str, event_ids: Sequence[str]) -> dict[str, bytes]:
+        """The accepted payload of each of ``partner_id``'s postbacks ``event_ids`` that has one (one pipeline)."""
+        event_ids = list(dict.fromkeys(event_ids))
+        if not event_ids:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for event_id in event_ids:
+            pipe.hget(self.keys.postback_record(partner_id, event_id), "entry")
+        return {event_id: entry for event_id, entry in zip(event_ids, pipe.execute()) if entry is not None}
 
     # -- consuming ---------------------------------------------------------
     def ensure_group(self) -> None:
@@ -174,27 +248,65 @@ class Ledger:
             pipe.hget(self.keys.postback_record(partner_id, event_id), "reversal_day")
         return {r: (v.decode() if v is not None else None) for r, v in zip(records, pipe.execute())}
 
-    def apply(self, keys: Sequence[str], entries: Sequence[Mapping[str, Any]]) -> int:
-        """Run the apply script over a batch; returns how many entries it applied (acknowledged first).
+    def apply(self, keys: Sequence[str], entries: Sequence[Mapping[str, Any]]) -> tuple[int, list[tuple[str, str]]]:
+        """Run the apply script over a batch: how many entries it applied, and ``(entry id, reason)`` of those that failed.
 
         ``keys`` are the counter and record keys the entries refer to by index
-        (index 2 is ``keys[0]``). Raises :class:`ApplyRaced` when a reversal was
-        applied after the caller read the records; nothing was applied then.
+        (index 3 is ``keys[0]``). An entry that failed wrote nothing and stays
+        pending. Raises :class:`ApplyRaced` when a reversal was applied after the
+        caller read the records; nothing was applied then.
         """
-        answer = self._apply(keys=[self.keys.event_stream(), *keys], args=[self.group, orjson.dumps(list(entries))])
-        status = answer[0].decode() if isinstance(answer[0], bytes) else answer[0]
+        answer = self._apply(
+            keys=[self.keys.event_stream(), self.keys.apply_failures(), *keys],
+            args=[self.group, orjson.dumps(list(entries))],
+        )
+        status = _text(answer[0])
         if status == "retry":
-            raise ApplyRaced(answer[1])
-        return int(answer[1])
+            raise ApplyRaced(_text(answer[1]))
+        failed = [_text(v) or "" for v in (answer[2] if len(answer) > 2 else [])]
+        return int(answer[1]), list(zip(failed[0::2], failed[1::2]))
 
-    def dead_letter(self, entry: StreamEntry, reason: str) -> None:
-        """Keep an entry the worker cannot interpret, and acknowledge it so it stops coming back."""
-        fields: dict[FieldT, EncodableT] = {b"entry_id": entry.entry_id.encode(), b"reason": reason.encode()}
-        fields.update(entry.raw.items())
-        pipe = self.client.pipeline(transaction=True)
-        pipe.xadd(self.keys.dead_letters(), fields, maxlen=100_000, approximate=True)
-        pipe.xack(self.keys.event_stream(), self.group, entry.entry_id)
-        pipe.execute()
+    def fail(self, entry_id: str, reason: str, attempts_allowed: int) -> tuple[str, int]:
+        """Count a failed attempt at ``entry_id``; at ``attempts_allowed`` set it aside (and acknowledge it).
+
+        Returns ``("retry", attempts)``, ``("dead", attempts)``, or ``("gone", 0)``
+        when the entry is no longer pending.
+        """
+        answer = self._fail(
+            keys=[self.keys.event_stream(), self.keys.apply_failures(), self.keys.dead_letters()],
+            args=[self.group, entry_id, reason, int(attempts_allowed), DEAD_LETTERS_KEPT],
+        )
+        return _text(answer[0]) or "", int(answer[1])
+
+    def dead_letter(self, entry: StreamEntry, reason: str) -> bool:
+        """Set aside an entry the worker cannot interpret at all, at once; False when it was no longer pending."""
+        return self.fail(entry.entry_id, reason, 1)[0] == "dead"
+
+    def dead_letters(self, count: int = 1000) -> list[DeadLetter]:
+        """The dead letters, oldest first (at most ``count``)."""
+        out = []
+        for raw_id, raw_fields in self.client.xrange(self.keys.dead_letters(), count=count) or ():
+            if raw_id is None or raw_fields is None:
+                continue
+            dead_letter_id = _lenient_text(raw_id)
+            # what could not be read may not be UTF-8 either: shown with replacement characters
+            fields = {_lenient_text(k): _lenient_text(v) for k, v in raw_fields.items()}
+            out.append(
+                DeadLetter(
+                    dead_letter_id=dead_letter_id,
+                    entry_id=fields.get("entry_id", ""),
+                    reason=fields.get("reason", ""),
+                    attempts=int(fields.get("attempts") or 1),
+                    set_aside_at_ms=int(dead_letter_id.split("-")[0]),
+                    fields={k: v for k, v in fields.items() if k not in ("entry_id", "reason", "attempts")},
+                )
+            )
+        return out
+
+    def replay_dead_letter(self, dead_letter_id: str) -> str | None:
+        """Append a dead letter to the event stream again and remove it, in one step; its new entry id, or None."""
+        answer = self._replay(keys=[self.keys.dead_letters(), self.keys.event_stream()], args=[dead_letter_id])
+        return _text(answer) if answer else None
 
     # -- operations --------------------------------------------------------
     def lag(self) -> int:
@@ -256,6 +368,10 @@ def _stream_entries(answer: XReadGroupResponse) -> list[Any]:
         raise TypeError("XREADGROUP answered in RESP3 form; the store's clients speak RESP2")
     entries: list[Any] = answer[0][1]
     return entries
+
+
+def _lenient_text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def _text(value: Any) -> str | None:

@@ -5,6 +5,10 @@ it, such as the placement index) in memory. A background thread listens on the
 publish channel and reloads within a moment of a publish; a slow poll covers
 missed messages and reconnects. While Redis is unreachable the last snapshot
 keeps serving.
+
+The same thread is the process's one subscriber: other parts hand it a channel
+and a handler (:meth:`SnapshotHolder.subscribe`), such as the API-key cache
+listening for revoked keys.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from typing import Any, Callable, Generic, TypeVar
 import redis
 from redis.client import PubSub
 
+from ..quiet_logs import RepeatLimiter
 from .catalogue import CatalogueStore
 from .connection import RedisClient
 from .keys import Keys
@@ -55,6 +60,8 @@ class SnapshotHolder(Generic[T]):
         self._pubsub: PubSub | None = None
         self.last_error: str | None = None
         self.listeners: list[Callable[[Snapshot[T]], None]] = []
+        self._handlers: dict[str, Callable[[bytes], None]] = {}
+        self._quiet = RepeatLimiter(log)
 
     @property
     def current(self) -> Snapshot[T] | None:
@@ -71,7 +78,7 @@ class SnapshotHolder(Generic[T]):
                 record = self.store.load_version(version)
             except redis.RedisError as exc:
                 self.last_error = str(exc)
-                log.warning("snapshot refresh failed, keeping version %s: %s", self.version, exc)
+                self._quiet.warning("snapshot refresh failed, keeping version %s: %s", self.version, exc)
                 return False
             snapshot = Snapshot(version=version, loaded_at=time.time(), record=record, built=self.build(record))
             self._current = snapshot
@@ -90,6 +97,10 @@ class SnapshotHolder(Generic[T]):
     @property
     def version(self) -> int:
         return self._current.version if self._current else 0
+
+    def subscribe(self, channel: str, handler: Callable[[bytes], None]) -> None:
+        """Call ``handler`` with the data of every message on ``channel`` (subscribed when the listener starts)."""
+        self._handlers[channel] = handler
 
     def start(self) -> None:
         """Start the background listener (once per process, after any fork)."""
@@ -111,11 +122,11 @@ class SnapshotHolder(Generic[T]):
             try:
                 if self._pubsub is None:
                     self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-                    self._pubsub.subscribe(self.keys.published_channel())
+                    self._pubsub.subscribe(self.keys.published_channel(), *self._handlers)
                     self.refresh()  # catch up on whatever was published while unsubscribed
                 message = self._pubsub.get_message(timeout=min(1.0, self.poll_seconds or 1.0))
                 if message is not None and message.get("type") == "message":
-                    self.refresh()
+                    self._dispatch(message)
                 if self.poll_seconds and time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.poll_seconds
                     self.refresh()
@@ -124,6 +135,18 @@ class SnapshotHolder(Generic[T]):
                 self._close_pubsub()
                 self._stop.wait(0.5)
         self._close_pubsub()
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        raw_channel, data = message.get("channel"), message.get("data")
+        channel = raw_channel.decode() if isinstance(raw_channel, bytes) else str(raw_channel)
+        handler = self._handlers.get(channel)
+        if handler is None:
+            self.refresh()
+            return
+        try:
+            handler(data if isinstance(data, bytes) else str(data).encode())
+        except Exception:  # a handler's fault must not stop the listener
+            log.exception("handler of %s failed", channel)
 
     def _close_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
