@@ -28,7 +28,7 @@ import requests
 
 from tests.processes import SECRET, RedisServer, Served, service_env, wait_until
 from wallet_market.services.access import KeyTags
-from wallet_market.store.access import ApiKeyStore
+from wallet_market.store.access import ApiKeyStore, key_hash
 from wallet_market.store.keys import Keys
 from wallet_market.services.tokens import UserTokens
 from wallet_market.store.ledger import CONSUMER_GROUP, Ledger
@@ -170,6 +170,9 @@ def test_an_uncached_app_key_gets_degraded_layouts_while_redis_is_away_and_a_for
     body, tag = fresh_app.rsplit("_", 1)
     forged = f"{body}_{'0' if tag[0] != '0' else '1'}{tag[1:]}"
     legacy = ApiKeyStore(client, Keys(stack["prefix"])).create("app", name="made before tags")
+    revoked = store.create("app", name="revoked")
+    assert store.revoke(key_hash(revoked)[:12]) is not None  # announced to every process
+    time.sleep(0.5)  # for the announcement to reach each worker's subscriber
     assert requests.get(f"{served.base}/v1/layout", params={"page": "home"}, headers=auth(legacy), timeout=10).status_code == 200
     user_token = UserTokens(SECRET, 600).mint("u-away", 600)
 
@@ -185,6 +188,10 @@ def test_an_uncached_app_key_gets_degraded_layouts_while_redis_is_away_and_a_for
         )
         assert logged_in.status_code == 200 and logged_in.json()["personalized"] is False
         assert requests.get(f"{served.base}/v1/layout", params={"page": "home"}, headers=auth(forged), timeout=10).status_code == 401
+        for _ in range(4):  # a tag that verifies, of a key every worker heard revoked
+            assert requests.get(
+                f"{served.base}/v1/layout", params={"page": "home"}, headers=auth(revoked), timeout=10
+            ).status_code == 401
         unknown_untagged = "wm_app_" + "x" * 32
         assert requests.get(
             f"{served.base}/v1/layout", params={"page": "home"}, headers=auth(unknown_untagged), timeout=10
@@ -314,6 +321,12 @@ def test_two_instances_on_one_redis_share_publishes_within_a_second_and_the_stre
     second = Served(workdir, stack["env"], "--workers", "2", name="b").start()
     try:
         keys = first.keys
+        # a draft equal to the served version publishes nothing: change something first
+        changed = requests.patch(
+            f"{first.base}/admin/v1/pages/home", json={"title": f"Home {time.time_ns()}"}, headers=auth(keys["pm"]),
+            timeout=10,
+        )
+        assert changed.status_code == 200, changed.text
         published = requests.post(
             f"{first.base}/admin/v1/rulesets/publish", json={"note": "two instances"}, headers=auth(keys["pm"]), timeout=10
         )
