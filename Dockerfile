@@ -8,7 +8,7 @@ COPY pyproject.toml setup.cfg README.md ./
 COPY wallet_market ./wallet_market
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
-# Runtime stage: a non-root user, gunicorn through `wallet-market serve`.
+# Runtime stage: a non-root user, granian through `wallet-market serve`.
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 wallet
 COPY --from=build /wheels /wheels

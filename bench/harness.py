@@ -20,6 +20,33 @@ LATENCY_LINE = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$")
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
+def tree_memory_mb(pid: int) -> float:
+    """Memory of process ``pid`` and all its descendants, in MiB: the proportional set size (shared
+    pages split between the processes sharing them), else the resident size (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total_kb, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(children.get(current, []))
+        for source, field in ((f"/proc/{current}/smaps_rollup", "Pss:"), (f"/proc/{current}/status", "VmRSS:")):
+            try:
+                lines = Path(source).read_text().splitlines()
+            except OSError:
+                continue
+            found = [int(line.split()[1]) for line in lines if line.startswith(field)]
+            if found:
+                total_kb += found[0]
+                break
+    return round(total_kb / 1024, 1)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -113,8 +140,9 @@ class BenchStore:
             "WALLET_MARKET_KEY_PREFIX": self.prefix,
             "WALLET_MARKET_SECRET_KEY": SECRET,
             "WALLET_MARKET_LOG_LEVEL": "WARNING",
-            "WALLET_MARKET_RATE_LIMIT_PER_MINUTE": "100000000",
+            "WALLET_MARKET_RATE_LIMIT_PER_MINUTE": "0",  # no per-key limit: the benchmark is one key
             "WALLET_MARKET_CONFIG_DIR": str(ROOT / "config"),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
         self.app = create_app(
             {"redis_url": self.redis_url, "key_prefix": self.prefix, "secret_key": SECRET, "log_level": "WARNING"},
@@ -124,13 +152,15 @@ class BenchStore:
         self.processes: list[subprocess.Popen] = []
         return self
 
-    def serve(self, port: int, workers: int, threads: int) -> None:
+    def serve(self, port: int, workers: int, threads: int, server: str | None = None) -> subprocess.Popen:
         """Start ``wallet-market serve`` (no ledger worker) on ``port`` and wait until it is ready."""
-        self.start(
-            [sys.executable, "-m", "wallet_market", "serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", str(workers), "--threads", str(threads)]
-        )
+        command = [sys.executable, "-m", "wallet_market", "serve", "--no-worker", "--host", "127.0.0.1",
+                   "--port", str(port), "--workers", str(workers), "--threads", str(threads)]
+        if server:
+            command += ["--server", server]
+        process = self.start(command)
         wait_ready(f"http://127.0.0.1:{port}/readyz")
+        return process
 
     def start(self, command: list[str]) -> subprocess.Popen:
         process = subprocess.Popen(command, env=self.env, cwd=self.tmp, stdout=subprocess.DEVNULL)

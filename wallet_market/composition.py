@@ -28,7 +28,7 @@ from . import metrics
 from .domain.catalogue import Catalogue, Partner
 from .domain.placement import PlacementPolicy
 from .partners.client import PartnerClient, PartnerSecrets
-from .services.access import Access
+from .services.access import Access, KeyTags
 from .services.catalogue_admin import CatalogueAdmin
 from .services.decision_log import DecisionLog
 from .services.errors import NotFound, ServiceError
@@ -141,11 +141,13 @@ def build_components(settings: Settings) -> Components:
     user_tokens = UserTokens(settings.secret_key, settings.user_token_ttl_seconds)
     impression_tokens = ImpressionTokens(settings.secret_key, settings.impression_token_ttl_seconds)
     catalogue_store = CatalogueStore(client, keys)
+    key_tags = KeyTags(settings.secret_key)
     access = Access(
         ApiKeyStore(hot_client, keys),
         user_tokens,
         settings.rate_limit_per_minute,
         outage_grace_seconds=settings.api_key_outage_grace_seconds,
+        key_tags=key_tags,
     )
 
     # The catalogue each serving snapshot is built from: learned funnel rates replace the priors.
@@ -218,7 +220,7 @@ def build_components(settings: Settings) -> Components:
         redis=client,
         keys=keys,
         catalogue_store=catalogue_store,
-        api_keys=ApiKeyStore(client, keys),
+        api_keys=ApiKeyStore(client, keys, sign=key_tags.sign),
         access=access,
         user_tokens=user_tokens,
         impression_tokens=impression_tokens,

@@ -1,11 +1,15 @@
 """Settings: ``config/default.toml`` + ``config/<WALLET_MARKET_ENV>.toml`` + ``WALLET_MARKET_*``.
 
 Read once at start-up into one frozen :class:`Settings`; a bad value stops
-start-up with a :class:`SettingsError` naming the key. Nothing here runs at
-import time.
+start-up with a :class:`SettingsError` naming the key, and so does a
+``WALLET_MARKET_*`` variable that names no setting (a typo must not go
+unnoticed). Production refuses to start without its secret from the
+environment, and without ``WALLET_MARKET_REDIS_URL`` unless the embedded Redis
+is asked for by name. Nothing here runs at import time.
 """
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from dataclasses import Field, dataclass, field, fields
@@ -17,6 +21,9 @@ ENVIRONMENTS = ("development", "testing", "production")
 DEV_SECRET = "dev-only-secret-change-me"
 # Settings that hold secrets: in production they may come only from the environment.
 SECRET_KEYS = ("secret_key",)
+# Variables read directly (not settings): where the configuration lives, the test suite's Redis,
+# a postback secret handed to ``wallet-market postback-secret``.
+OTHER_VARIABLES = frozenset(ENV_PREFIX + name for name in ("CONFIG_DIR", "TEST_REDIS_URL", "POSTBACK_SECRET"))
 
 
 class SettingsError(ValueError):
@@ -38,6 +45,7 @@ def _spec(
 class Settings:
     env: str = _spec("development", choices=ENVIRONMENTS)
     redis_url: str | None = _spec(None, help="redis://, rediss:// or redis+cluster://; unset: embedded Redis")
+    allow_embedded_redis: bool = _spec(False, help="production only: run on the embedded Redis when redis_url is unset")
     embedded_redis_path: str = _spec("var/wallet_market.db", help="data file of the embedded Redis, under the working directory")
     key_prefix: str = _spec("wm")
     secret_key: str = _spec(DEV_SECRET, help="signs user tokens and impression tokens")
@@ -48,7 +56,7 @@ class Settings:
     decline_cooldown_days: int = _spec(90, min=0, max=3650)
     demo_catalogue: str = _spec("config/demo_catalogue.toml")
     snapshot_poll_seconds: float = _spec(5.0, min=0, max=3600, help="fallback poll when a publish message is missed")
-    rate_limit_per_minute: int = _spec(60000, min=1)
+    rate_limit_per_minute: int = _spec(60000, min=0, help="requests per minute per API key; 0: no limit")
     api_key_outage_grace_seconds: int = _spec(
         300, min=0, max=3600, help="while Redis is unreachable, accept a key verified this recently"
     )
@@ -166,13 +174,22 @@ def _file_layer(path: Path, known: Mapping[str, Field[Any]]) -> Layer:
 
 
 def _environment_layer(environ: Mapping[str, str], known: Mapping[str, Field[Any]]) -> Layer:
-    """The ``WALLET_MARKET_<KEY>`` variables of known settings (other variables are left alone)."""
+    """The ``WALLET_MARKET_<KEY>`` variables; one that names no setting (nor a variable read
+    elsewhere) is refused, with the closest known names."""
     for env_key, raw in environ.items():
-        if not env_key.startswith(ENV_PREFIX) or env_key == ENV_PREFIX + "CONFIG_DIR":
+        if not env_key.startswith(ENV_PREFIX) or env_key in OTHER_VARIABLES:
             continue
         key = env_key[len(ENV_PREFIX):].lower()
-        if key in known:
-            yield key, raw, "environment"
+        if key not in known:
+            raise SettingsError(_unknown_variable(env_key, known))
+        yield key, raw, "environment"
+
+
+def _unknown_variable(variable: str, known: Mapping[str, Field[Any]]) -> str:
+    names = sorted([ENV_PREFIX + name.upper() for name in known] + list(OTHER_VARIABLES))
+    close = difflib.get_close_matches(variable, names, n=2, cutoff=0.75)
+    hint = f"; did you mean {' or '.join(close)}?" if close else f"; known variables: {', '.join(names)}"
+    return f"environment variable {variable} is not a known setting{hint}"
 
 
 def _overrides_layer(overrides: Mapping[str, Any], known: Mapping[str, Field[Any]]) -> Layer:
@@ -209,12 +226,17 @@ def _checked(spec: Field[Any], raw: Any) -> Any:
 
 
 def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
-    """The checks across settings: production's secrets, the Redis URL's scheme."""
+    """The checks across settings: production's secrets and Redis, the Redis URL's scheme."""
     if settings.is_production:
         for key in SECRET_KEYS:
             if sources.get(key) not in ("environment", "overrides"):
                 raise SettingsError(f"setting {key!r}: in production it must come from {ENV_PREFIX}{key.upper()}")
         if settings.secret_key == DEV_SECRET or len(settings.secret_key) < 32:
             raise SettingsError("setting 'secret_key': production needs a random secret of 32 characters or more")
+        if not settings.redis_url and not settings.allow_embedded_redis:
+            raise SettingsError(
+                f"setting 'redis_url': production needs {ENV_PREFIX}REDIS_URL "
+                f"(or {ENV_PREFIX}ALLOW_EMBEDDED_REDIS=true to run on the embedded Redis)"
+            )
     if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://")):
         raise SettingsError(f"setting 'redis_url': {settings.redis_url!r} is not a redis://, rediss:// or unix:// URL")

@@ -9,9 +9,21 @@ cache at once (:meth:`Access.forget`), so it is not accepted even during an
 outage. While Redis is unreachable, a key verified within the last
 ``outage_grace_seconds`` is accepted, so layouts keep being served from the
 last snapshot; an older one is not.
+
+A key also carries a tag, an HMAC of its role and random part under the
+service secret (``wm_<role>_<random>_<tag>``; see :class:`KeyTags`). While
+Redis is unreachable a process can check a tag offline: an ``app`` key whose
+tag verifies gets its layouts (degraded: no personal data, no rate count) even
+if this process never saw it (unless it heard the key revoked); nothing else is
+accepted on a tag alone, and a key shaped like a tagged one whose tag does not
+verify is refused. With Redis up the store decides, as for keys made before
+tags existed.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -19,7 +31,7 @@ from typing import Any, Callable
 
 import redis
 
-from ..store.access import ApiKeyStore, key_hash, key_id_of
+from ..store.access import ROLES, ApiKeyStore, key_hash, key_id_of
 from ..store.layout_reads import KeyFacts, read_key_facts
 from .errors import ServiceError, Unavailable
 from .tokens import InvalidToken, UserTokens
@@ -28,6 +40,11 @@ from .tokens import InvalidToken, UserTokens
 FRESH_SECONDS = 5.0
 DEFAULT_OUTAGE_GRACE_SECONDS = 300.0
 CACHE_SIZE = 10_000
+TAG_CONTEXT = b"wallet_market api key tag v1"
+TAG_HEX_CHARS = 32
+TAGGED_KEY = re.compile(
+    r"^(wm_(" + "|".join(ROLES) + r")_[A-Za-z0-9_-]{32})_([0-9a-f]{" + str(TAG_HEX_CHARS) + r"})$"
+)
 
 
 class Unauthorized(ServiceError):
@@ -49,6 +66,32 @@ class Principal:
     key_id: str
 
 
+class KeyTags:
+    """Tags on API keys: the first 128 bits of an HMAC-SHA256 of ``wm_<role>_<random>``.
+
+    The HMAC key is derived from the service secret for this use alone, so a
+    tag is no signature of anything else the secret signs.
+    """
+
+    def __init__(self, secret: str):
+        self._key = hmac.new(secret.encode(), TAG_CONTEXT, hashlib.sha256).digest()
+
+    def _tag(self, body: str) -> str:
+        return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()[:TAG_HEX_CHARS]
+
+    def sign(self, body: str) -> str:
+        """``body`` (``wm_<role>_<random>``) with its tag appended."""
+        return f"{body}_{self._tag(body)}"
+
+    def verify(self, api_key: str) -> tuple[bool, str | None]:
+        """(whether ``api_key`` is shaped like a tagged key, its role when the tag verifies)."""
+        match = TAGGED_KEY.match(api_key)
+        if match is None:
+            return False, None
+        body, role, tag = match.groups()
+        return True, role if hmac.compare_digest(tag, self._tag(body)) else None
+
+
 @dataclass(slots=True)
 class _Cached:
     principal: Principal
@@ -64,10 +107,12 @@ class Access:
         rate_limit_per_minute: int,
         outage_grace_seconds: float = DEFAULT_OUTAGE_GRACE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        key_tags: KeyTags | None = None,
     ):
         self.api_keys = api_keys
         self.user_tokens = user_tokens
-        self.rate_limit_per_minute = rate_limit_per_minute
+        self.rate_limit_per_minute = rate_limit_per_minute  # 0: no limit
+        self.key_tags = key_tags
         self.outage_grace_seconds = outage_grace_seconds
         self.clock = clock
         self._cache: dict[str, _Cached] = {}
@@ -98,11 +143,22 @@ class Access:
             self._verified(digest)
         return self._check(principal, roles, facts.rate_count)
 
-    def degraded(self, api_key: str, roles: tuple[str, ...]) -> Principal:
-        """Redis is unreachable: accept a key verified within the outage grace."""
-        principal = self._cached(key_hash(api_key), fresh=False)
+    def degraded(self, api_key: str, roles: tuple[str, ...], offline_roles: tuple[str, ...] = ()) -> Principal:
+        """Redis is unreachable: accept a key verified within the outage grace, or one of
+        ``offline_roles`` whose tag verifies (and that this process did not hear revoked);
+        refuse a key whose tag is forged."""
+        digest = key_hash(api_key)
+        principal = self._cached(digest, fresh=False)
         if principal is None:
-            raise Unavailable("the key store is unreachable; retry shortly")
+            tagged, role = self.key_tags.verify(api_key) if self.key_tags is not None else (False, None)
+            if tagged and role is None:
+                raise Unauthorized("unknown API key", {"Authorization": ["unknown API key"]})
+            key_id = digest[:12]
+            if role is not None and key_id in self._revoked:
+                raise Unauthorized("revoked API key", {"Authorization": ["revoked API key"]})
+            if role is None or (role in roles and role not in offline_roles):
+                raise Unavailable("the key store is unreachable; retry shortly")
+            principal = Principal(role=role, name="", key_id=key_id)
         return self._check(principal, roles, 0)
 
     def authenticate(self, authorization: str | None, roles: tuple[str, ...]) -> Principal:
@@ -152,7 +208,7 @@ class Access:
                 f"the {principal.role!r} role may not call this; it needs {' or '.join(roles)}",
                 {"Authorization": [f"role {principal.role!r} not allowed"]},
             )
-        if count > self.rate_limit_per_minute:
+        if self.rate_limit_per_minute and count > self.rate_limit_per_minute:
             raise RateLimited(f"more than {self.rate_limit_per_minute} requests this minute for this key")
         return principal
 

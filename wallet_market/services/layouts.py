@@ -148,7 +148,7 @@ class LayoutService:
             facts = None
         degraded = facts is None
         if facts is None:
-            principal = self.access.degraded(request.api_key, APP_ROLES)
+            principal = self.access.degraded(request.api_key, APP_ROLES, offline_roles=APP_ROLES)
             profile, state = self._degraded_user(user_id)
         else:
             principal = self.access.finish(digest, cached, facts.key, APP_ROLES)

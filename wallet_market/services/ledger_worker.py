@@ -152,6 +152,8 @@ class LedgerWorker:
                 self.step()
             except redis.RedisError as exc:
                 self._quiet.warning("ledger worker: Redis unavailable (%s); retrying", exc)
+                # A batch read before the outage may be pending still: apply it first when back.
+                started = False
                 stop.wait(1.0)
             except Exception:  # the batch stays pending and is retried; the worker must not die of it
                 self._quiet.exception("ledger worker: batch failed; retrying")

