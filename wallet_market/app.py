@@ -44,6 +44,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, start_background: 
         OPENAPI_SWAGGER_UI_PATH="/docs",
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
         JSON_SORT_KEYS=False,
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
         WALLET_MARKET_START_BACKGROUND=start_background,
     )
     components = build_components(settings)
@@ -59,6 +60,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, start_background: 
     for blueprint in blueprints():
         api.register_blueprint(blueprint)
     _install_error_handlers(app)
+    _install_request_limits(app)
     _install_request_metrics(app)
 
     components.snapshots.refresh()
@@ -102,6 +104,26 @@ def _install_error_handlers(app: Flask) -> None:
         response = jsonify(error_body(500, "internal error"))
         response.status_code = 500
         return response
+
+
+def _install_request_limits(app: Flask) -> None:
+    """A body announced larger than ``max_request_bytes`` is refused before any view reads it.
+
+    A body without a ``Content-Length`` (chunked) is cut off at the same size
+    while it is read (``MAX_CONTENT_LENGTH``); either way the answer is a 413.
+    """
+    limit = app.config["MAX_CONTENT_LENGTH"]
+
+    @app.before_request
+    def _refuse_large_bodies():
+        length = request.content_length
+        if length is not None and length > limit:
+            response = jsonify(
+                error_body(413, f"the request body is larger than {limit} bytes", {"body": [f"at most {limit} bytes"]})
+            )
+            response.status_code = 413
+            return response
+        return None
 
 
 def _install_request_metrics(app: Flask) -> None:

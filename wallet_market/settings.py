@@ -49,6 +49,7 @@ class Settings:
     demo_catalogue: str = _spec("config/demo_catalogue.toml")
     snapshot_poll_seconds: float = _spec(5.0, min=0, max=3600, help="fallback poll when a publish message is missed")
     rate_limit_per_minute: int = _spec(60000, min=1)
+    max_request_bytes: int = _spec(1_048_576, min=1024, max=64 * 1_048_576, help="largest request body; larger is a 413")
     log_level: str = _spec("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     # funnel tracking
     max_event_batch: int = _spec(500, min=1, max=10000)

@@ -5,7 +5,7 @@ Writes go to the draft; ``publish`` freezes it as the next immutable version.
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from .bodies import Blueprint
 from marshmallow import Schema, fields
 
 from ..domain.catalogue import Page, Partner, Product, Rule

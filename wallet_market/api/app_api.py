@@ -4,7 +4,7 @@ from __future__ import annotations
 import orjson
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from .bodies import Blueprint
 from flask_smorest.error_handler import ErrorSchema
 from marshmallow import EXCLUDE, ValidationError
 
@@ -12,6 +12,7 @@ from .. import metrics
 from ..domain.users import UserProfile
 from ..services.errors import Invalid
 from ..services.layouts import LayoutRequest
+from ..services.profiles import checked_user_id
 from .auth import BEARER, components, require
 from .schemas import LayoutQueryArgsSchema, LayoutSchema, UserProfileSchema
 
@@ -77,6 +78,7 @@ class UserById(MethodView):
         the phone number — never the number itself (an unknown field such as
         `phone` is refused).
         """
+        checked_user_id(user_id)
         decision = data.get("in_house_decision") or {}
         body = {
             **data,

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from .bodies import Blueprint
 from marshmallow import Schema, fields, validate
 
 from ..domain.catalogue import RISK_TIERS
 from ..domain.finance import ScenarioError, compare, parse_scenario
-from ..services.errors import Invalid, ServiceError
+from ..services.errors import Invalid
 from ..reports.finance import csv_text
 from .auth import BEARER, components, require
+from .bodies import json_body
 
 FINANCE = "finance"
 
@@ -196,9 +197,7 @@ class Compare(MethodView):
         moves when each parameter moves by ±20%. Modelled over the served
         catalogue. A bad scenario is a 422 naming the field.
         """
-        body = request.get_json(silent=True)
-        if body is None:
-            raise ServiceError("the body must be a JSON finance scenario", {"_schema": ["expected a JSON object"]})
+        body = json_body(request)
         catalogue = components().layouts.serving().catalogue
         try:
             scenario = parse_scenario(body, catalogue)

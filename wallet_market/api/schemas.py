@@ -9,11 +9,17 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from ..domain.catalogue import RISK_TIERS
+from ..services.events import parse_time
 from ..services.catalogue_schemas import (  # noqa: F401  (the admin API's entity schemas)
     BPS_RANGE,
+    EVENT_ID,
     ID,
+    MAX_COUNT,
+    MAX_FEN,
     NON_NEGATIVE,
     NOT_BLANK,
+    USER_ID,
+    Int,
     PageSchema,
     PartnerSchema,
     ProductSchema,
@@ -25,7 +31,7 @@ class PublishSchema(Schema):
 
 
 class RollbackSchema(Schema):
-    version = fields.Integer(required=True, validate=validate.Range(min=1))
+    version = Int(required=True, validate=validate.Range(min=1, max=MAX_COUNT))
     note = fields.String(load_default="", validate=validate.Length(max=500))
 
 
@@ -43,7 +49,7 @@ class UserProfileSchema(Schema):
     risk_tier = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(RISK_TIERS))
     in_house_decision = fields.Nested(InHouseDecisionSchema, load_default=lambda: {"status": "none", "decided_at": None})
     consents = fields.Nested(ConsentsSchema, load_default=lambda: {"personalized": True, "share_with_partners": []})
-    age = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=0, max=130))
+    age = Int(load_default=None, allow_none=True, validate=validate.Range(min=0, max=130))
     region = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=32))
     phone_sha256 = fields.String(
         load_default=None,
@@ -55,25 +61,31 @@ class UserProfileSchema(Schema):
 class UserContextSchema(UserProfileSchema):
     """A profile plus request context, for previews."""
 
-    user_id = fields.String(load_default=None, allow_none=True)
+    user_id = fields.String(load_default=None, allow_none=True, validate=USER_ID)
     logged_in = fields.Boolean(load_default=True)
     device_model = fields.String(load_default=None, allow_none=True)
     app_version = fields.String(load_default=None, allow_none=True)
     new_user = fields.Boolean(load_default=False)
     experiment_arm = fields.String(load_default=None, allow_none=True)
-    impressions_today = fields.Dict(keys=fields.String(), values=fields.Integer(), load_default=dict)
-    prescreen = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+    impressions_today = fields.Dict(
+        keys=fields.String(validate=ID), values=Int(validate=NON_NEGATIVE), load_default=dict
+    )
+    prescreen = fields.Dict(
+        keys=fields.String(validate=ID),
+        values=fields.String(validate=validate.Length(max=32)),
+        load_default=dict,
+    )
     at = fields.AwareDateTime(load_default=None, allow_none=True)
 
 
 class PreviewSchema(Schema):
-    page = fields.String(required=True)
+    page = fields.String(required=True, validate=ID)
     user = fields.Nested(UserContextSchema, load_default=dict)
     draft = fields.Boolean(load_default=False, metadata={"description": "preview the draft instead of the served version"})
 
 
 class LayoutQueryArgsSchema(Schema):
-    page = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    page = fields.String(required=True, validate=ID)
     device_model = fields.String(load_default=None, validate=validate.Length(max=64))
     app_version = fields.String(load_default=None, validate=validate.Regexp(r"^\d+(\.\d+){0,3}$"))
     region = fields.String(load_default=None, validate=validate.Length(max=32))
@@ -149,8 +161,8 @@ class JointLoginAnswerSchema(Schema):
 
 
 class DataShareQueryArgsSchema(Schema):
-    user_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    user_id = fields.String(required=True, validate=USER_ID)
+    limit = Int(load_default=100, validate=validate.Range(min=1, max=1000))
 
 
 class DataShareSchema(Schema):
@@ -179,21 +191,10 @@ class EpochTime(fields.Field):
     default_error_messages = {"invalid": "must be an ISO-8601 time or epoch seconds"}
 
     def _deserialize(self, value, attr, data, **kwargs):
-        from datetime import datetime, timezone
-
-        if isinstance(value, bool):
-            raise self.make_error("invalid")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                raise self.make_error("invalid") from None
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=timezone.utc)
-            return parsed.timestamp()
-        raise self.make_error("invalid")
+        try:
+            return parse_time(value)
+        except ValueError:
+            raise self.make_error("invalid") from None
 
     def _serialize(self, value, attr, obj, **kwargs):
         return value
@@ -222,7 +223,7 @@ class EventCountsSchema(Schema):
 
 
 class PostbackSchema(Schema):
-    event_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    event_id = fields.String(required=True, validate=EVENT_ID)
     type = fields.String(
         required=True, validate=validate.OneOf(("applied", "approved", "rejected", "disbursed", "reversed"))
     )
@@ -230,13 +231,13 @@ class PostbackSchema(Schema):
         load_default=None, allow_none=True, validate=validate.Length(min=1, max=4096),
         metadata={"description": "the impression token of the layout slot that led to this event (optional for a reversal)"},
     )
-    amount = fields.Integer(
-        load_default=None, allow_none=True, strict=True, validate=validate.Range(min=0, max=10**12),
+    amount = Int(
+        load_default=None, allow_none=True, validate=validate.Range(min=0, max=MAX_FEN),
         metadata={"description": "fen; the amount lent for a disbursal"},
     )
     occurred_at = EpochTime(load_default=None, allow_none=True)
     reverses = fields.String(
-        load_default=None, allow_none=True, validate=validate.Length(min=1, max=128),
+        load_default=None, allow_none=True, validate=EVENT_ID,
         metadata={"description": "for a reversal: the event_id it undoes"},
     )
 

@@ -3,10 +3,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..domain.ids import USER_ID_RULE, is_user_id
 from ..domain.users import UserProfile
 from ..store.data_shares import DataShare, DataShareStore
 from ..store.users import UserStore
-from .errors import NotFound
+from .errors import Invalid, NotFound
+
+
+def checked_user_id(user_id: str) -> str:
+    """``user_id`` when it is well formed; :class:`Invalid` (422) naming ``user_id`` otherwise."""
+    if not is_user_id(user_id):
+        raise Invalid(f"user id {user_id!r} is not well formed", {"user_id": [USER_ID_RULE]})
+    return user_id
 
 
 class UserProfiles:
@@ -16,16 +24,17 @@ class UserProfiles:
 
     def put(self, profile: UserProfile) -> dict[str, Any]:
         """Store the whole profile (one atomic write); returns what was stored."""
+        checked_user_id(profile.user_id)
         stored = profile.to_dict()
         self.users.put_profile(profile.user_id, stored)
         return stored
 
     def get(self, user_id: str) -> dict[str, Any]:
-        stored = self.users.get_profile(user_id)
+        stored = self.users.get_profile(checked_user_id(user_id))
         if stored is None:
             raise NotFound(f"user {user_id!r} has no profile")
         return stored
 
     def data_shares(self, user_id: str, limit: int = 100) -> list[DataShare]:
         """Every send of this user's data to a partner, newest first."""
-        return self.shares.list(user_id, limit=limit)
+        return self.shares.list(checked_user_id(user_id), limit=limit)
