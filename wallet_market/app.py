@@ -82,6 +82,9 @@ def _install_error_handlers(app: Flask) -> None:
         response.status_code = exc.status
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
         return response
 
     @app.errorhandler(HTTPException)

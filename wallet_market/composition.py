@@ -38,6 +38,7 @@ from .services.joint_login import JointLogin, JointLoginTokens
 from .services.layouts import CatalogueHook, LayoutService, build_serving
 from .services.learning import LearnedRates, LearningRefresher
 from .services.ledger_worker import LedgerWorker
+from .services.partner_limits import PartnerRateLimit
 from .services.postbacks import PostbackService
 from .services.prescreen import PrescreenService
 from .services.preview import Preview
@@ -54,6 +55,7 @@ from .store.catalogue import CatalogueStore
 from .store.connection import EmbeddedRedis, RedisClient, connect, hot_path_client
 from .store.data_shares import DataShareStore
 from .store.keys import Keys
+from .store.rates import PartnerCallCounter
 from .store.ledger import CatalogueVersions, Ledger
 from .store.snapshot import SnapshotHolder
 from .store.users import UserStore
@@ -163,6 +165,7 @@ def build_components(settings: Settings) -> Components:
         reset_seconds=settings.breaker_reset_seconds,
     )
     data_shares = DataShareStore(client, keys)
+    partner_rate = PartnerRateLimit(PartnerCallCounter(client, keys), settings.partner_rate_limit_per_minute)
     prescreen = PrescreenService(
         partner_client,
         data_shares,
@@ -181,6 +184,7 @@ def build_components(settings: Settings) -> Components:
         catalogue_store.partner_secret,
         ref_secret=settings.secret_key,
         replay_window_seconds=settings.postback_replay_window_seconds,
+        rate_limit=partner_rate.check,
     )
     decision_log = DecisionLog(client, keys)
 
@@ -234,6 +238,7 @@ def build_components(settings: Settings) -> Components:
             impression_tokens,
             versions,
             settings.postback_replay_window_seconds,
+            rate_limit=partner_rate.check,
         ),
         revenue=Revenue(ledger),
         learned_rates=learned_rates,

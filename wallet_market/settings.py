@@ -50,6 +50,7 @@ class Settings:
     snapshot_poll_seconds: float = _spec(5.0, min=0, max=3600, help="fallback poll when a publish message is missed")
     rate_limit_per_minute: int = _spec(60000, min=1)
     max_request_bytes: int = _spec(1_048_576, min=1024, max=64 * 1_048_576, help="largest request body; larger is a 413")
+    metrics_require_key: bool = _spec(False, help="true: /metrics needs an API key of role internal")
     log_level: str = _spec("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     # funnel tracking
     max_event_batch: int = _spec(500, min=1, max=10000)
@@ -63,6 +64,9 @@ class Settings:
     prescreen_ttl_new_seconds: int = _spec(3600, min=1)
     prescreen_ttl_existing_seconds: int = _spec(30 * 86400, min=1)
     joint_login_ttl_seconds: int = _spec(60, min=5, max=600)
+    partner_rate_limit_per_minute: int = _spec(
+        6000, min=1, help="signed calls (postbacks, joint-login exchanges) per partner per clock minute"
+    )
     breaker_fail_max: int = _spec(5, min=1)
     breaker_reset_seconds: int = _spec(30, min=1)
 
