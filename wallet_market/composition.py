@@ -5,8 +5,9 @@ the ledger worker build their objects here and nowhere else. Each service is
 handed the collaborators it needs, never this container. Every hook the layout
 runs is wired in :func:`build_components`, in plain sight:
 
-- before placing: cached pre-screen answers, and asking partners within the
-  budget (:class:`~wallet_market.services.prescreen.PrescreenService`);
+- pre-screens: layouts use cached answers only; the missing ones are asked in
+  the background after a layout and when a profile is stored
+  (:class:`~wallet_market.services.prescreen.PrescreenService`);
 - the product's link: joint login for partner products
   (:class:`~wallet_market.services.joint_login.JointLogin`);
 - the catalogue each snapshot serves: learned funnel rates
@@ -27,6 +28,7 @@ import redis
 from . import metrics
 from .domain.catalogue import Catalogue, Partner
 from .domain.placement import PlacementPolicy
+from .domain.users import UserProfile
 from .partners.client import PartnerClient, PartnerSecrets
 from .services.access import Access
 from .services.catalogue_admin import CatalogueAdmin
@@ -171,7 +173,6 @@ def build_components(settings: Settings) -> Components:
         data_shares,
         client,
         keys,
-        budget_ms=settings.prescreen_budget_ms,
         ttl_new_seconds=settings.prescreen_ttl_new_seconds,
         ttl_existing_seconds=settings.prescreen_ttl_existing_seconds,
         apr_cap_bps=settings.apr_cap_bps,
@@ -198,8 +199,16 @@ def build_components(settings: Settings) -> Components:
         policy,
         action_url=joint_login.action_url,
     )
-    layouts.before_place.append(prescreen.refine)
+    layouts.on_decision.append(prescreen.after_layout)
     layouts.on_decision.append(decision_log.record)
+    profiles = UserProfiles(UserStore(client, keys), data_shares)
+
+    def prefetch_prescreens(profile: UserProfile) -> None:
+        snapshot = snapshots.current
+        if snapshot is not None:
+            prescreen.prefetch(profile, snapshot.built)
+
+    profiles.on_put.append(prefetch_prescreens)
 
     admin = CatalogueAdmin(catalogue_store, settings.apr_cap_bps)
     settlement = SettlementClient(partner_client, _partner_lookup(layouts, admin))
@@ -219,7 +228,7 @@ def build_components(settings: Settings) -> Components:
         access=access,
         user_tokens=user_tokens,
         impression_tokens=impression_tokens,
-        profiles=UserProfiles(UserStore(client, keys), data_shares),
+        profiles=profiles,
         policy=policy,
         snapshots=snapshots,
         layouts=layouts,

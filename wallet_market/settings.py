@@ -60,7 +60,6 @@ class Settings:
     exploration_bps: int = _spec(0, min=0, max=10000, help="share of decisions explored at random")
     learning_refresh_seconds: float = _spec(30.0, min=0.1, max=86400)
     # partner gateway
-    prescreen_budget_ms: int = _spec(150, min=1, max=10000)
     prescreen_ttl_new_seconds: int = _spec(3600, min=1)
     prescreen_ttl_existing_seconds: int = _spec(30 * 86400, min=1)
     joint_login_ttl_seconds: int = _spec(60, min=5, max=600)
