@@ -93,6 +93,10 @@ def _install_error_handlers(app: Flask) -> None:
         errors = data.get("messages") or data.get("errors") or {}
         response = jsonify(error_body(exc.code or 500, data.get("message") or exc.description or exc.name, errors))
         response.status_code = exc.code or 500
+        # The exception's own headers (Allow on a 405, Retry-After, ...), but the body is JSON now.
+        for name, value in exc.get_headers():
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers[name] = value
         return response
 
     @app.errorhandler(Exception)

@@ -193,3 +193,16 @@ def test_scenario_impressions_and_money_have_an_upper_bound(demo_app, client, au
     }
     errors = _error(client.post("/finance/v1/compare", json=scenario, headers=auth("finance")), 422)["errors"]
     assert {"segments[0].impressions", "overrides.xingyun_loan.funnel.avg_loan_fen"} <= set(errors)
+
+
+def test_a_scenario_product_that_is_not_a_string_is_a_422_naming_it(demo_app, client, auth):
+    scenario = {"name": "n", "segments": [{"name": "a", "logged_in": False, "impressions": 0}], "products": [{}, []]}
+    errors = _error(client.post("/finance/v1/compare", json=scenario, headers=auth("finance")), 422)["errors"]
+    assert {"products[0]", "products[1]"} <= set(errors)
+
+
+@pytest.mark.parametrize("value", [0, 1, "true", None])
+def test_a_boolean_is_true_or_false_only(demo_app, client, auth, value):
+    body = {"risk_tier": "A", "consents": {"personalized": value, "share_with_partners": []}}
+    response = client.put("/v1/users/u-bool", json=body, headers=auth("internal"))
+    assert "consents" in _error(response, 422)["errors"]["json"]

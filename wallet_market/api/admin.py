@@ -11,6 +11,7 @@ from marshmallow import Schema, fields
 from ..domain.catalogue import Page, Partner, Product, Rule
 from .auth import BEARER, actor, components, require
 from .schemas import (
+    ID,
     PageSchema,
     PartnerSchema,
     PreviewSchema,
@@ -18,6 +19,7 @@ from .schemas import (
     PublishSchema,
     RollbackSchema,
     RuleSchema,
+    path_id,
 )
 
 PM = "pm"
@@ -55,7 +57,7 @@ def _crud_blueprint(kind: str, id_field: str, schema, entity_cls, description: s
             """
             return entity_cls.from_dict(components().admin.create(kind, data, actor()))
 
-    @blp.route(f"/<{id_field}>")
+    @blp.route(f"/<{id_field}>", parameters=[path_id(id_field, ID, f"the {singular}'s id")])
     class Item(MethodView):
         decorators = [require(PM)]
 

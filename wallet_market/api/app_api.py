@@ -14,7 +14,7 @@ from ..services.errors import Invalid
 from ..services.layouts import LayoutRequest
 from ..services.profiles import checked_user_id
 from .auth import BEARER, components, require
-from .schemas import LayoutQueryArgsSchema, LayoutSchema, UserProfileSchema
+from .schemas import USER_ID, LayoutQueryArgsSchema, LayoutSchema, UserProfileSchema, path_id
 
 # One schema instance for the hot path (webargs would build one per request from a class).
 LAYOUT_QUERY = LayoutQueryArgsSchema()
@@ -64,7 +64,7 @@ class Layout(MethodView):
 users = Blueprint("users", __name__, url_prefix="/v1/users", description="User profile facts from internal systems.")
 
 
-@users.route("/<user_id>")
+@users.route("/<user_id>", parameters=[path_id("user_id", USER_ID, "the user's id")])
 class UserById(MethodView):
     decorators = [require("internal")]
 

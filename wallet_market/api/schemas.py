@@ -19,12 +19,25 @@ from ..services.catalogue_schemas import (  # noqa: F401  (the admin API's entit
     NON_NEGATIVE,
     NOT_BLANK,
     USER_ID,
+    Bool,
+    FullMatch,
     Int,
     PageSchema,
     PartnerSchema,
     ProductSchema,
     RuleSchema,
 )
+
+def path_id(name: str, pattern: FullMatch, description: str) -> dict:
+    """The OpenAPI description of an id in the path, with the pattern it must match whole."""
+    return {
+        "in": "path",
+        "name": name,
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "pattern": pattern.regex.pattern},
+    }
+
 
 class PublishSchema(Schema):
     note = fields.String(load_default="", validate=validate.Length(max=500))
@@ -41,7 +54,7 @@ class InHouseDecisionSchema(Schema):
 
 
 class ConsentsSchema(Schema):
-    personalized = fields.Boolean(load_default=True)
+    personalized = Bool(load_default=True)
     share_with_partners = fields.List(fields.String(validate=ID), load_default=list)
 
 
@@ -62,26 +75,20 @@ class UserContextSchema(UserProfileSchema):
     """A profile plus request context, for previews."""
 
     user_id = fields.String(load_default=None, allow_none=True, validate=USER_ID)
-    logged_in = fields.Boolean(load_default=True)
+    logged_in = Bool(load_default=True)
     device_model = fields.String(load_default=None, allow_none=True)
     app_version = fields.String(load_default=None, allow_none=True)
-    new_user = fields.Boolean(load_default=False)
+    new_user = Bool(load_default=False)
     experiment_arm = fields.String(load_default=None, allow_none=True)
-    impressions_today = fields.Dict(
-        keys=fields.String(validate=ID), values=Int(validate=NON_NEGATIVE), load_default=dict
-    )
-    prescreen = fields.Dict(
-        keys=fields.String(validate=ID),
-        values=fields.String(validate=validate.Length(max=32)),
-        load_default=dict,
-    )
+    impressions_today = fields.Dict(keys=fields.String(), values=Int(validate=NON_NEGATIVE), load_default=dict)
+    prescreen = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     at = fields.AwareDateTime(load_default=None, allow_none=True)
 
 
 class PreviewSchema(Schema):
     page = fields.String(required=True, validate=ID)
     user = fields.Nested(UserContextSchema, load_default=dict)
-    draft = fields.Boolean(load_default=False, metadata={"description": "preview the draft instead of the served version"})
+    draft = Bool(load_default=False, metadata={"description": "preview the draft instead of the served version"})
 
 
 class LayoutQueryArgsSchema(Schema):
@@ -162,7 +169,7 @@ class JointLoginAnswerSchema(Schema):
 
 class DataShareQueryArgsSchema(Schema):
     user_id = fields.String(required=True, validate=USER_ID)
-    limit = Int(load_default=100, validate=validate.Range(min=1, max=1000))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))  # a query string: "100"
 
 
 class DataShareSchema(Schema):
@@ -202,7 +209,9 @@ class EpochTime(fields.Field):
 
 class AppEventSchema(Schema):
     type = fields.String(required=True, validate=validate.OneOf(("impression", "click")))
-    impression_token = fields.String(required=True, metadata={"description": "the slot's token from the layout"})
+    impression_token = fields.String(
+        required=True, validate=validate.Length(min=1), metadata={"description": "the slot's token from the layout"}
+    )
     occurred_at = EpochTime(load_default=None, allow_none=True, metadata={"description": "ISO 8601 or epoch seconds; default now"})
 
 

@@ -337,7 +337,8 @@ def parse_scenario(data: Mapping[str, Any], catalogue: Catalogue | None = None) 
             errors.add(f"products[{index}]", "must be a product id")
         elif product_id in seen_products:
             errors.add(f"products[{index}]", f"duplicate product {product_id}")
-        seen_products.add(product_id)
+        else:
+            seen_products.add(product_id)
 
     overrides = data.get("overrides", {})
     if not isinstance(overrides, Mapping):

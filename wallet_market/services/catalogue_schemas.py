@@ -61,6 +61,20 @@ def Int(**kwargs: Any) -> fields.Integer:
     return fields.Integer(strict=True, **kwargs)
 
 
+class Bool(fields.Boolean):
+    """A boolean field that takes only ``true`` and ``false`` (not ``0``, ``1``, ``"yes"``)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+def HttpUrl(**kwargs: Any) -> fields.Url:
+    """An ``http://`` or ``https://`` URL (a partner's endpoint)."""
+    return fields.Url(schemes={"http", "https"}, require_tld=False, metadata={"pattern": "^https?://"}, **kwargs)
+
+
 class TieredBps(fields.Field[int | dict[str, int]]):
     """A rate in basis points, or an object of rates by risk tier (``{"A": 4000, "B": 3000}``)."""
 
@@ -102,12 +116,12 @@ class PartnerSchema(Schema):
     licence_type = fields.String(required=True, validate=validate.OneOf(LICENCE_TYPES))
     licence_id = fields.String(required=True, validate=NOT_BLANK)
     licence_expires_on = fields.Date(required=True)
-    whitelisted = fields.Boolean(load_default=True)
+    whitelisted = Bool(load_default=True)
     status = fields.String(load_default="active", validate=validate.OneOf(PARTNER_STATUSES))
     signing_secret = fields.String(load_only=True, validate=validate.Length(min=16, max=256))
-    prescreen_url = fields.Url(load_default=None, allow_none=True, require_tld=False)
-    joint_login_url = fields.Url(load_default=None, allow_none=True, require_tld=False)
-    settlement_url = fields.Url(load_default=None, allow_none=True, require_tld=False)
+    prescreen_url = HttpUrl(load_default=None, allow_none=True)
+    joint_login_url = HttpUrl(load_default=None, allow_none=True)
+    settlement_url = HttpUrl(load_default=None, allow_none=True)
     timeout_ms = Int(load_default=300, validate=validate.Range(min=10, max=10_000))
     daily_lead_cap = Int(load_default=None, allow_none=True, validate=NON_NEGATIVE)
     daily_approval_cap = Int(load_default=None, allow_none=True, validate=NON_NEGATIVE)
@@ -160,7 +174,7 @@ class ProductSchema(Schema):
     term_max_days = Int(required=True, validate=DAYS)
     promo = fields.String(load_default="", validate=validate.Length(max=120))
     disclosure = fields.String(required=True, validate=NOT_BLANK)
-    requires_login = fields.Boolean(load_default=False)
+    requires_login = Bool(load_default=False)
     settlement = fields.Nested(SettlementSchema, required=True)
     funnel = fields.Nested(FunnelSchema, required=True)
     lending = fields.Nested(LendingSchema, load_default=None, allow_none=True)
@@ -184,7 +198,7 @@ class SlotSchema(Schema):
     slot_id = fields.String(required=True, validate=ID)
     position_weight_bps = Int(load_default=10_000, validate=validate.Range(min=1, max=10_000))
     accepts = fields.List(fields.String(validate=validate.OneOf(PRODUCT_KINDS)), load_default=list(PRODUCT_KINDS))
-    visible_to_visitors = fields.Boolean(load_default=True)
+    visible_to_visitors = Bool(load_default=True)
     fallback_product_id = fields.String(load_default=None, allow_none=True, validate=ID)
 
 
@@ -206,7 +220,7 @@ class RuleSchema(Schema):
     action = fields.String(required=True, validate=validate.OneOf(RULE_ACTIONS))
     condition = fields.Dict(keys=fields.String(), load_default=dict)
     priority = Int(load_default=100, validate=validate.Range(min=0, max=1_000_000))
-    enabled = fields.Boolean(load_default=True)
+    enabled = Bool(load_default=True)
     window = fields.Nested(WindowSchema, load_default=dict)
     product_id = fields.String(load_default=None, allow_none=True, validate=ID)
     slot_id = fields.String(load_default=None, allow_none=True, validate=ID)
