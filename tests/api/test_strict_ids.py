@@ -107,3 +107,20 @@ def test_a_catalogue_file_with_a_fractional_fee_is_refused(tmp_path: Path):
     with pytest.raises(CatalogueFileError) as error:
         read_catalogue_file(broken)
     assert "fee_fen" in str(error.value.errors)
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("broken.json", b'{"partners": [{"partner_id": "a\\ud800"}]}'),
+        ("broken.json", b'{"partners": ['),
+        ("broken.toml", b"[[partners]\npartner_id = 1"),
+        ("list.json", b"[]"),
+    ],
+)
+def test_a_catalogue_file_that_cannot_be_read_is_refused_naming_the_file(tmp_path: Path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(CatalogueFileError) as error:
+        read_catalogue_file(path)
+    assert name in error.value.message

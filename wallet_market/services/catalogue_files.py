@@ -7,12 +7,12 @@ the catalogue administration loads it.
 """
 from __future__ import annotations
 
-import json
 import tomllib
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Callable
 
+import orjson
 from marshmallow import Schema, ValidationError
 
 from ..settings import Settings
@@ -37,7 +37,14 @@ def _schemas() -> dict[str, Schema]:
 def read_catalogue_file(path: Path) -> dict[str, Any]:
     """Read a catalogue (TOML, or JSON by its ``.json`` suffix) and validate each entity's shape."""
     text = path.read_bytes()
-    data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text.decode())
+    try:
+        # orjson, like the API: no lone surrogates, no NaN, integers beyond 64 bits become floats (refused).
+        data = orjson.loads(text) if path.suffix == ".json" else tomllib.loads(text.decode())
+    except (orjson.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        kind = "JSON" if path.suffix == ".json" else "TOML"
+        raise CatalogueFileError(f"{path.name} is not valid {kind}", {"_file": [str(exc)]}) from None
+    if not isinstance(data, dict):
+        raise CatalogueFileError(f"{path.name} is not a catalogue", {"_file": ["expected a table of partners, products, pages and rules"]})
     schemas = _schemas()
     unknown = set(data) - set(schemas)
     if unknown:
