@@ -64,6 +64,9 @@ class FakePartner:
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self._release = threading.Event()
+        # Pre-screens wait here until it is set (see hold and release); open by default.
+        self._gate = threading.Event()
+        self._gate.set()
         self.server = make_server("127.0.0.1", 0, self._app, threaded=True)
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
@@ -98,8 +101,17 @@ class FakePartner:
         with self._lock:
             return [r for r in self.received if r.path == "/prescreen"]
 
+    def hold(self) -> None:
+        """From now on, pre-screen requests hang (unanswered) until :meth:`release`."""
+        self._gate.clear()
+
+    def release(self) -> None:
+        """Answer the held pre-screens, and every later one at once."""
+        self._gate.set()
+
     def close(self) -> None:
         self._release.set()
+        self._gate.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -140,6 +152,7 @@ class FakePartner:
         return partner_id == self.partner_id
 
     def _prescreen(self, received: Received) -> Response:
+        self._gate.wait(30)
         if not received.signature_ok:
             return Response('{"error": "bad signature"}', status=401, mimetype="application/json")
         mode = self.mode

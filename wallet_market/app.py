@@ -49,6 +49,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, start_background: 
         OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_URL,  # served from the package: /docs works offline
         OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None},
         JSON_SORT_KEYS=False,
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
         WALLET_MARKET_START_BACKGROUND=start_background,
     )
     components = build_components(settings)
@@ -65,6 +66,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, start_background: 
         api.register_blueprint(blueprint)
     console.install(app)
     _install_error_handlers(app)
+    _install_request_limits(app)
     _install_request_metrics(app)
 
     components.snapshots.refresh()
@@ -88,6 +90,9 @@ def _install_error_handlers(app: Flask) -> None:
         response.status_code = exc.status
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
         return response
 
     @app.errorhandler(HTTPException)
@@ -98,7 +103,7 @@ def _install_error_handlers(app: Flask) -> None:
         response.status_code = exc.code or 500
         # Keep what the exception says in its headers (a 405's Allow), and any set with abort().
         for name, value in exc.get_headers():
-            if name.lower() != "content-type":
+            if name.lower() not in ("content-type", "content-length"):
                 response.headers[name] = value
         for name, value in (data.get("headers") or {}).items():
             response.headers[name] = value
@@ -116,6 +121,26 @@ def _install_error_handlers(app: Flask) -> None:
         response = jsonify(error_body(500, "internal error"))
         response.status_code = 500
         return response
+
+
+def _install_request_limits(app: Flask) -> None:
+    """A body announced larger than ``max_request_bytes`` is refused before any view reads it.
+
+    A body without a ``Content-Length`` (chunked) is cut off at the same size
+    while it is read (``MAX_CONTENT_LENGTH``); either way the answer is a 413.
+    """
+    limit = app.config["MAX_CONTENT_LENGTH"]
+
+    @app.before_request
+    def _refuse_large_bodies():
+        length = request.content_length
+        if length is not None and length > limit:
+            response = jsonify(
+                error_body(413, f"the request body is larger than {limit} bytes", {"body": [f"at most {limit} bytes"]})
+            )
+            response.status_code = 413
+            return response
+        return None
 
 
 def _install_request_metrics(app: Flask) -> None:

@@ -5,8 +5,9 @@ the ledger worker build their objects here and nowhere else. Each service is
 handed the collaborators it needs, never this container. Every hook the layout
 runs is wired in :func:`build_components`, in plain sight:
 
-- before placing: cached pre-screen answers, and asking partners within the
-  budget (:class:`~wallet_market.services.prescreen.PrescreenService`);
+- pre-screens: layouts use cached answers only; the missing ones are asked in
+  the background after a layout and when a profile is stored
+  (:class:`~wallet_market.services.prescreen.PrescreenService`);
 - the product's link: joint login for partner products
   (:class:`~wallet_market.services.joint_login.JointLogin`);
 - the catalogue each snapshot serves: learned funnel rates
@@ -27,6 +28,7 @@ import redis
 from . import metrics
 from .domain.catalogue import Catalogue, Partner
 from .domain.placement import PlacementPolicy
+from .domain.users import UserProfile
 from .partners.client import PartnerClient, PartnerSecrets
 from .services.access import Access, KeyTags
 from .services.catalogue_admin import CatalogueAdmin
@@ -38,6 +40,7 @@ from .services.joint_login import JointLogin, JointLoginTokens
 from .services.layouts import CatalogueHook, LayoutService, build_serving
 from .services.learning import LearnedRates, LearningRefresher
 from .services.ledger_worker import LedgerWorker
+from .services.partner_limits import PartnerRateLimit
 from .services.postbacks import PostbackService
 from .services.prescreen import PrescreenService
 from .services.preview import Preview
@@ -54,6 +57,7 @@ from .store.catalogue import CatalogueStore
 from .store.connection import EmbeddedRedis, RedisClient, connect, hot_path_client
 from .store.data_shares import DataShareStore
 from .store.keys import Keys
+from .store.rates import PartnerCallCounter
 from .store.ledger import CatalogueVersions, Ledger
 from .store.snapshot import SnapshotHolder
 from .store.users import UserStore
@@ -172,12 +176,12 @@ def build_components(settings: Settings) -> Components:
         reset_seconds=settings.breaker_reset_seconds,
     )
     data_shares = DataShareStore(client, keys)
+    partner_rate = PartnerRateLimit(PartnerCallCounter(client, keys), settings.partner_rate_limit_per_minute)
     prescreen = PrescreenService(
         partner_client,
         data_shares,
         client,
         keys,
-        budget_ms=settings.prescreen_budget_ms,
         ttl_new_seconds=settings.prescreen_ttl_new_seconds,
         ttl_existing_seconds=settings.prescreen_ttl_existing_seconds,
         apr_cap_bps=settings.apr_cap_bps,
@@ -190,6 +194,7 @@ def build_components(settings: Settings) -> Components:
         catalogue_store.partner_secret,
         ref_secret=settings.secret_key,
         replay_window_seconds=settings.postback_replay_window_seconds,
+        rate_limit=partner_rate.check,
     )
     decision_log = DecisionLog(client, keys)
 
@@ -203,8 +208,16 @@ def build_components(settings: Settings) -> Components:
         policy,
         action_url=joint_login.action_url,
     )
-    layouts.before_place.append(prescreen.refine)
+    layouts.on_decision.append(prescreen.after_layout)
     layouts.on_decision.append(decision_log.record)
+    profiles = UserProfiles(UserStore(client, keys), data_shares)
+
+    def prefetch_prescreens(profile: UserProfile) -> None:
+        snapshot = snapshots.current
+        if snapshot is not None:
+            prescreen.prefetch(profile, snapshot.built)
+
+    profiles.on_put.append(prefetch_prescreens)
 
     admin = CatalogueAdmin(catalogue_store, settings.apr_cap_bps)
     settlement = SettlementClient(partner_client, _partner_lookup(layouts, admin))
@@ -224,7 +237,7 @@ def build_components(settings: Settings) -> Components:
         access=access,
         user_tokens=user_tokens,
         impression_tokens=impression_tokens,
-        profiles=UserProfiles(UserStore(client, keys), data_shares),
+        profiles=profiles,
         policy=policy,
         snapshots=snapshots,
         layouts=layouts,
@@ -243,6 +256,7 @@ def build_components(settings: Settings) -> Components:
             impression_tokens,
             versions,
             settings.postback_replay_window_seconds,
+            rate_limit=partner_rate.check,
         ),
         revenue=Revenue(ledger),
         learned_rates=learned_rates,

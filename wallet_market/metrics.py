@@ -88,10 +88,10 @@ def _build() -> dict[str, object]:
         "Pre-screen answers by partner: new, existing, ineligible or failed",
         ["partner", "answer"],
     )
-    _metrics["PRESCREEN_WAIT"] = Histogram(
-        "wallet_market_prescreen_wait_seconds",
-        "Time a layout waited for missing pre-screen answers (bounded by the budget)",
-        buckets=LATENCY_BUCKETS,
+    _metrics["PRESCREENS_STARTED"] = Counter(
+        "wallet_market_prescreens_started_total",
+        "Pre-screens started in the background, by what prompted them: a profile update or a layout that lacked an answer",
+        ["trigger"],
     )
     _metrics["DATA_SHARES"] = Counter(
         "wallet_market_data_shares_total",

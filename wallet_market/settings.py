@@ -60,6 +60,8 @@ class Settings:
     api_key_outage_grace_seconds: int = _spec(
         300, min=0, max=3600, help="while Redis is unreachable, accept a key verified this recently"
     )
+    max_request_bytes: int = _spec(1_048_576, min=1024, max=64 * 1_048_576, help="largest request body; larger is a 413")
+    metrics_require_key: bool = _spec(False, help="true: /metrics needs an API key of role internal")
     log_level: str = _spec("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     console_session_hours: float = _spec(8.0, min=0.01, max=24 * 30, help="how long a console sign-in lasts")
     # funnel tracking
@@ -70,10 +72,12 @@ class Settings:
     exploration_bps: int = _spec(0, min=0, max=10000, help="share of decisions explored at random")
     learning_refresh_seconds: float = _spec(30.0, min=0.1, max=86400)
     # partner gateway
-    prescreen_budget_ms: int = _spec(150, min=1, max=10000)
     prescreen_ttl_new_seconds: int = _spec(3600, min=1)
     prescreen_ttl_existing_seconds: int = _spec(30 * 86400, min=1)
     joint_login_ttl_seconds: int = _spec(60, min=5, max=600)
+    partner_rate_limit_per_minute: int = _spec(
+        6000, min=1, help="signed calls (postbacks, joint-login exchanges) per partner per clock minute"
+    )
     breaker_fail_max: int = _spec(5, min=1)
     breaker_reset_seconds: int = _spec(30, min=1)
 

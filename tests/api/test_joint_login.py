@@ -143,4 +143,4 @@ def test_a_body_without_a_token_names_the_field(partners, client):
     response = _exchange(client, None, raw=b'{"tok": "abc"}')
     assert response.status_code == 422 and "token" in response.get_json()["errors"]["json"]
     not_json = _exchange(client, None, raw=b"token=abc")
-    assert not_json.status_code == 422 and not_json.get_json()["errors"] == {"json": ["not valid JSON"]}
+    assert not_json.status_code == 400 and not_json.get_json()["errors"]["json"][0].startswith("not valid JSON")

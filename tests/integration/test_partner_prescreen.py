@@ -1,6 +1,7 @@
-"""Pre-screens against partners on loopback: budget, cache, consent, the data-share log (guards 5, 6, 8)."""
+"""Pre-screens against partners on loopback: background asks, cache, consent, the data-share log (guards 5, 6, 8)."""
 import logging
 import time
+from concurrent.futures import wait
 from datetime import datetime
 
 import pytest
@@ -56,7 +57,7 @@ def _loan(product_id, owner):
 
 
 class World:
-    def __init__(self, redis_client, key_prefix, budget_ms=1000):
+    def __init__(self, redis_client, key_prefix):
         self.redis = redis_client
         self.keys = Keys(key_prefix)
         self.alpha = FakePartner("alpha", "alpha-secret-0123456789abcdef")
@@ -77,7 +78,6 @@ class World:
             self.shares,
             redis_client,
             self.keys,
-            budget_ms=budget_ms,
             ttl_new_seconds=TTL_NEW,
             ttl_existing_seconds=TTL_EXISTING,
             failed_ttl_seconds=30,
@@ -90,8 +90,13 @@ class World:
         self.users.put_profile(user_id, profile.to_dict())
         return profile
 
-    def refine(self, profile, state=None):
-        return self.service.refine(profile, state or UserState(), self.serving)
+    def ask(self, profile, state=None):
+        """Start the pre-screens ``state`` lacks, wait for them, and return every answer known then."""
+        state = state or UserState()
+        futures = self.service.schedule(profile, state, self.serving)
+        wait(futures.values(), timeout=30)
+        answers = {p: f.result() for p, f in futures.items() if f.done() and f.result() is not None}
+        return {**state.prescreen, **answers}
 
     def cached(self, user_id, partner_id):
         key = self.keys.prescreen(user_id, partner_id)
@@ -112,10 +117,9 @@ def world(redis_client, key_prefix):
     w.close()
 
 
-def test_answers_within_the_budget_reach_this_layout_and_are_cached_for_their_ttl(world):
+def test_answers_are_cached_for_their_ttl(world):
     world.beta.existing_hashes.add(HASH)
-    state = world.refine(world.user())
-    assert state.prescreen == {"alpha": "new", "beta": "existing"}
+    assert world.ask(world.user()) == {"alpha": "new", "beta": "existing"}
     value, ttl = world.cached("u-1", "alpha")
     assert value == "new" and TTL_NEW - 5 <= ttl <= TTL_NEW
     value, ttl = world.cached("u-1", "beta")
@@ -124,7 +128,7 @@ def test_answers_within_the_budget_reach_this_layout_and_are_cached_for_their_tt
 
 def test_each_send_is_recorded_before_it_leaves_and_matches_what_the_partner_received(world):
     world.beta.existing_hashes.add(HASH)
-    world.refine(world.user())
+    world.ask(world.user())
     shares = {s.partner_id: s for s in world.shares.list("u-1")}
     assert set(shares) == {"alpha", "beta"}
     for fake, outcome in ((world.alpha, "new"), (world.beta, "existing")):
@@ -142,57 +146,59 @@ def test_each_send_is_recorded_before_it_leaves_and_matches_what_the_partner_rec
 
 
 def test_no_consent_means_no_request_and_no_record(world):
-    state = world.refine(world.user(share_with=("beta",)))
-    assert state.prescreen == {"beta": "new"}
+    assert world.ask(world.user(share_with=("beta",))) == {"beta": "new"}
     assert world.alpha.received == []
     assert [s.partner_id for s in world.shares.list("u-1")] == ["beta"]
     assert world.cached("u-1", "alpha") == (None, -2)
 
 
 def test_no_phone_hash_means_nobody_is_asked(world):
-    assert world.refine(world.user(phone_sha256=None)).prescreen == {}
+    assert world.ask(world.user(phone_sha256=None)) == {}
     assert world.alpha.received == [] and world.beta.received == [] and world.shares.list("u-1") == []
 
 
 def test_revoking_consent_stops_the_next_send(world):
     before = world.user()
-    assert world.refine(before).prescreen == {"alpha": "new", "beta": "new"}
+    assert world.ask(before) == {"alpha": "new", "beta": "new"}
     world.user(share_with=("beta",))  # a profile update revokes alpha
     world.redis.delete(world.keys.prescreen("u-1", "alpha"))
     # Even a layout that read the profile just before the revocation sends nothing.
-    assert world.refine(before, UserState(prescreen={"beta": "new"})).prescreen == {"beta": "new"}
+    assert world.ask(before, UserState(prescreen={"beta": "new"})) == {"beta": "new"}
     assert len(world.alpha.prescreens()) == 1
     assert [s.partner_id for s in world.shares.list("u-1")].count("alpha") == 1
 
 
 def test_partners_are_asked_in_parallel(world):
-    world.alpha.delay_seconds = world.beta.delay_seconds = 0.4
-    started = time.perf_counter()
-    state = world.refine(world.user())
-    elapsed = time.perf_counter() - started
-    assert state.prescreen == {"alpha": "new", "beta": "new"}
-    assert elapsed < 0.75  # one 0.4 s wait, not two
+    world.alpha.hold()
+    futures = world.service.schedule(world.user(), UserState(), world.serving)
+    assert set(futures) == {"alpha", "beta"}
+    # beta answers while alpha is still holding its answer: neither waits for the other.
+    assert futures["beta"].result(timeout=10) == "new"
+    assert not futures["alpha"].done()
+    world.alpha.release()
+    assert futures["alpha"].result(timeout=10) == "new"
 
 
-def test_a_slow_partner_costs_the_layout_at_most_the_budget_and_answers_the_next_one(redis_client, key_prefix):
-    world = World(redis_client, key_prefix, budget_ms=150)
-    try:
-        world.alpha.delay_seconds = 1.0
-        profile = world.user()
-        started = time.perf_counter()
-        state = world.refine(profile)
-        assert time.perf_counter() - started < 0.15 + 0.15
-        assert state.prescreen == {"beta": "new"}  # alpha is left out of this layout: not placed
-        # The next layout, while alpha is still thinking, does not ask alpha a second time.
-        world.refine(profile, UserState(prescreen={"beta": "new"}))
-        deadline = time.monotonic() + 3
-        while world.cached("u-1", "alpha")[0] is None:
-            assert time.monotonic() < deadline, "the late answer was never cached"
-            time.sleep(0.05)
-        assert world.cached("u-1", "alpha")[0] == "new"
-        assert len(world.alpha.prescreens()) == 1
-    finally:
-        world.close()
+def test_scheduling_never_waits_and_the_same_question_is_not_asked_twice(world):
+    world.alpha.hold()
+    profile = world.user()
+    first = world.service.schedule(profile, UserState(), world.serving)
+    assert not first["alpha"].done()  # scheduled, not awaited
+    # The next layout, while alpha is still thinking, does not ask alpha a second time.
+    again = world.service.schedule(profile, UserState(prescreen={"beta": "new"}), world.serving)
+    assert again["alpha"] is first["alpha"] and "beta" not in again
+    world.alpha.release()
+    assert first["alpha"].result(timeout=10) == "new"
+    assert world.cached("u-1", "alpha")[0] == "new"
+    assert len(world.alpha.prescreens()) == 1
+
+
+def test_a_stored_profile_prompts_the_missing_answers_only(world):
+    world.redis.set(world.keys.prescreen("u-1", "beta"), "existing", ex=60)
+    futures = world.service.prefetch(world.user(), world.serving)
+    assert set(futures) == {"alpha"}
+    assert futures["alpha"].result(timeout=10) == "new"
+    assert world.beta.received == []
 
 
 @pytest.mark.parametrize(
@@ -200,8 +206,7 @@ def test_a_slow_partner_costs_the_layout_at_most_the_budget_and_answers_the_next
 )
 def test_a_failed_prescreen_means_not_placed_now_and_is_retried_soon(world, mode, outcome):
     world.alpha.mode = mode
-    state = world.refine(world.user())
-    assert state.prescreen == {"alpha": "failed", "beta": "new"}
+    assert world.ask(world.user()) == {"alpha": "failed", "beta": "new"}
     value, ttl = world.cached("u-1", "alpha")
     assert value == "failed" and 0 < ttl <= 30
     (share,) = [s for s in world.shares.list("u-1") if s.partner_id == "alpha"]
@@ -210,8 +215,7 @@ def test_a_failed_prescreen_means_not_placed_now_and_is_retried_soon(world, mode
 
 def test_a_partner_without_a_signing_secret_is_never_sent_user_data(world):
     del world.secrets["beta"]
-    state = world.refine(world.user())
-    assert state.prescreen == {"alpha": "new", "beta": "failed"}
+    assert world.ask(world.user()) == {"alpha": "new", "beta": "failed"}
     assert world.beta.received == []
     assert [s.partner_id for s in world.shares.list("u-1")] == ["alpha"]
 
@@ -219,7 +223,7 @@ def test_a_partner_without_a_signing_secret_is_never_sent_user_data(world):
 def test_the_phone_number_never_appears_in_clear(world, caplog, redis_client, key_prefix):
     caplog.set_level(logging.DEBUG)
     world.alpha.mode = "error"
-    world.refine(world.user())
+    world.ask(world.user())
     for fake in (world.alpha, world.beta):
         for received in fake.received:
             assert PHONE not in received.raw()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from .bodies import Blueprint
 from marshmallow import Schema, fields
 
 from ..domain.catalogue import Page, Partner, Product, Rule
@@ -17,6 +17,7 @@ from ..services.catalogue_admin import ANY, entity_etag
 from ..services.errors import ServiceError
 from .auth import BEARER, actor, components, require
 from .schemas import (
+    ID,
     PageSchema,
     PartnerSchema,
     PreviewSchema,
@@ -24,6 +25,7 @@ from .schemas import (
     PublishSchema,
     RollbackSchema,
     RuleSchema,
+    path_id,
 )
 
 PM = "pm"
@@ -105,7 +107,7 @@ def _crud_blueprint(kind: str, id_field: str, schema, entity_cls, description: s
             """
             return tagged(entity_cls, components().admin.create(kind, data, actor()))
 
-    @blp.route(f"/<{id_field}>")
+    @blp.route(f"/<{id_field}>", parameters=[path_id(id_field, ID, f"the {singular}'s id")])
     class Item(MethodView):
         decorators = [require(PM)]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import orjson
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from .bodies import Blueprint
 from flask_smorest.error_handler import ErrorSchema
 from marshmallow import EXCLUDE, ValidationError
 
@@ -12,8 +12,9 @@ from .. import metrics
 from ..domain.users import UserProfile
 from ..services.errors import Invalid
 from ..services.layouts import LayoutRequest
+from ..services.profiles import checked_user_id
 from .auth import BEARER, components, require
-from .schemas import LayoutQueryArgsSchema, LayoutSchema, UserProfileSchema
+from .schemas import USER_ID, LayoutQueryArgsSchema, LayoutSchema, UserProfileSchema, path_id
 
 # One schema instance for the hot path (webargs would build one per request from a class).
 LAYOUT_QUERY = LayoutQueryArgsSchema()
@@ -63,7 +64,7 @@ class Layout(MethodView):
 users = Blueprint("users", __name__, url_prefix="/v1/users", description="User profile facts from internal systems.")
 
 
-@users.route("/<user_id>")
+@users.route("/<user_id>", parameters=[path_id("user_id", USER_ID, "the user's id")])
 class UserById(MethodView):
     decorators = [require("internal")]
 
@@ -77,6 +78,7 @@ class UserById(MethodView):
         the phone number — never the number itself (an unknown field such as
         `phone` is refused).
         """
+        checked_user_id(user_id)
         decision = data.get("in_house_decision") or {}
         body = {
             **data,

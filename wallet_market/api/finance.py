@@ -11,14 +11,28 @@ from __future__ import annotations
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from .bodies import Blueprint
 from marshmallow import Schema, fields, validate
 
 from ..domain.catalogue import RISK_TIERS
-from ..domain.finance import ScenarioError, compare, parse_scenario
-from ..services.errors import Invalid, ServiceError
+from ..domain.finance import (
+    APR_CAP_BPS,
+    BPS,
+    MAX_IMPRESSIONS,
+    MAX_SCENARIO_FEN,
+    MAX_SCENARIO_PRODUCTS,
+    MAX_SEGMENTS,
+    MAX_TERM_MONTHS,
+    MIN_TERM_MONTHS,
+    REFERRAL_MODELS,
+    ScenarioError,
+    compare,
+    parse_scenario,
+)
+from ..services.errors import Invalid
 from ..reports.finance import csv_text
 from .auth import BEARER, components, require
+from .bodies import json_body
 
 FINANCE = "finance"
 
@@ -33,13 +47,18 @@ finance = Blueprint(
 # -- the scenario (documentation of the body; the domain parser validates it) ----------
 
 
+NAMED = validate.Regexp(r"\S", error="must not be blank")
+RATE = validate.Range(min=0, max=BPS)
+MONEY = validate.Range(min=0, max=MAX_SCENARIO_FEN)
+
+
 class ScenarioSegmentSchema(Schema):
-    name = fields.String(required=True)
+    name = fields.String(required=True, validate=NAMED, metadata={"description": "unique within the scenario"})
     risk_tier = fields.String(
         allow_none=True, validate=validate.OneOf(RISK_TIERS), metadata={"description": "omit for visitors"}
     )
     logged_in = fields.Boolean(required=True, metadata={"description": "false: only products needing no login"})
-    impressions = fields.Integer(required=True, validate=validate.Range(min=0))
+    impressions = fields.Integer(required=True, validate=validate.Range(min=0, max=MAX_IMPRESSIONS))
     in_house_declined = fields.Boolean(
         load_default=False, metadata={"description": "users the in-house lender declined: no in-house row"}
     )
@@ -47,29 +66,30 @@ class ScenarioSegmentSchema(Schema):
 
 class SettlementOverrideSchema(Schema):
     model = fields.String(
-        metadata={"description": "a referral model for a partner's product; the in-house loan's stays self"}
+        validate=validate.OneOf((*REFERRAL_MODELS, "self")),
+        metadata={"description": "a referral model for a partner's product; the in-house loan's stays self"},
     )
-    cps_rate_bps = fields.Integer()
-    fee_fen = fields.Integer()
-    transfer_price_bps = fields.Integer()
+    cps_rate_bps = fields.Integer(validate=RATE)
+    fee_fen = fields.Integer(validate=MONEY)
+    transfer_price_bps = fields.Integer(validate=RATE)
 
 
 class FunnelOverrideSchema(Schema):
-    ctr_bps = fields.Integer()
-    apply_rate_bps = fields.Integer()
+    ctr_bps = fields.Integer(validate=RATE)
+    apply_rate_bps = fields.Integer(validate=RATE)
     approval_rate_bps = fields.Raw(metadata={"description": "bps, or an object of bps by risk tier (A–D, default)"})
-    draw_rate_bps = fields.Integer()
-    new_customer_rate_bps = fields.Integer()
-    avg_loan_fen = fields.Integer()
-    term_months = fields.Integer()
+    draw_rate_bps = fields.Integer(validate=RATE)
+    new_customer_rate_bps = fields.Integer(validate=RATE)
+    avg_loan_fen = fields.Integer(validate=MONEY)
+    term_months = fields.Integer(validate=validate.Range(min=MIN_TERM_MONTHS, max=MAX_TERM_MONTHS))
 
 
 class LendingOverrideSchema(Schema):
-    apr_bps = fields.Integer()
-    cost_of_funds_bps = fields.Integer()
+    apr_bps = fields.Integer(validate=validate.Range(min=0, max=APR_CAP_BPS))
+    cost_of_funds_bps = fields.Integer(validate=RATE)
     annual_loss_bps = fields.Raw(metadata={"description": "bps, or an object of bps by risk tier (A–D, default)"})
-    opex_bps = fields.Integer()
-    capital_charge_bps = fields.Integer()
+    opex_bps = fields.Integer(validate=RATE)
+    capital_charge_bps = fields.Integer(validate=RATE)
 
 
 class ProductOverrideSchema(Schema):
@@ -79,16 +99,26 @@ class ProductOverrideSchema(Schema):
 
 
 class ScenarioSchema(Schema):
-    name = fields.String(required=True)
-    segments = fields.List(fields.Nested(ScenarioSegmentSchema), required=True)
-    products = fields.List(fields.String(), metadata={"description": "product ids to compare; empty or absent: all"})
+    name = fields.String(required=True, validate=NAMED)
+    segments = fields.List(
+        fields.Nested(ScenarioSegmentSchema), required=True, validate=validate.Length(min=1, max=MAX_SEGMENTS)
+    )
+    products = fields.List(
+        fields.String(validate=validate.Length(min=1)),
+        validate=validate.Length(max=MAX_SCENARIO_PRODUCTS),
+        metadata={"description": "product ids to compare, each once; empty or absent: all"},
+    )
     overrides = fields.Dict(
         keys=fields.String(),
         values=fields.Nested(ProductOverrideSchema),
-        metadata={"description": "partial product economics by product id; only the named fields change"},
+        metadata={
+            "description": f"partial product economics by product id (at most {MAX_SCENARIO_PRODUCTS}); "
+            "only the named fields change",
+        },
     )
     discount_rate_bps = fields.Integer(
         load_default=0,
+        validate=RATE,
         metadata={"description": "annual rate discounting the in-house contribution over each loan's term; 0: off"},
     )
 
@@ -210,9 +240,7 @@ class Compare(MethodView):
         that segment and a note saying why. Modelled over the served
         catalogue. A bad scenario is a 422 naming the field.
         """
-        body = request.get_json(silent=True)
-        if body is None:
-            raise ServiceError("the body must be a JSON finance scenario", {"_schema": ["expected a JSON object"]})
+        body = json_body(request)
         catalogue = components().layouts.serving().catalogue
         try:
             scenario = parse_scenario(body, catalogue)

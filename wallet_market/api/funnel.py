@@ -8,12 +8,13 @@ from __future__ import annotations
 import orjson
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from .bodies import Blueprint
 from marshmallow import ValidationError
 
-from ..services.errors import Invalid, ServiceError
+from ..services.errors import Invalid
 from ..services.events import parse_batch
 from .auth import BEARER, components, require
+from .bodies import BadRequest, parse_json, read_body
 from .schemas import (
     EventBatchSchema,
     EventCountsSchema,
@@ -21,10 +22,6 @@ from .schemas import (
     PostbackSchema,
     RevenueQueryArgsSchema,
 )
-
-
-class BadRequest(ServiceError):
-    status = 400
 
 
 def _json(body, status: int) -> Response:
@@ -52,10 +49,7 @@ class Events(MethodView):
         Everything answered 202 is kept; if storage is unreachable the answer is
         503 and the batch should be sent again.
         """
-        try:
-            body = orjson.loads(request.get_data(cache=False))
-        except orjson.JSONDecodeError:
-            raise BadRequest("the body is not valid JSON", {"_schema": ["expected {\"events\": [...]}"]}) from None
+        body = parse_json(read_body(request))
         events_ = components().events
         batch = parse_batch(body, events_.max_batch)
         return _json(events_.ingest(batch).to_dict(), 202)
@@ -92,15 +86,12 @@ class Postbacks(MethodView):
         `event_id` it undoes in `reverses` and takes back exactly its revenue,
         once.
         """
-        body = request.get_data(cache=False)
+        body = read_body(request)
         postbacks = components().postbacks
         partner_id = postbacks.authenticate(request.headers, body)
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise BadRequest("the body is not valid JSON", {"_schema": ["not valid JSON"]}) from None
+        data = parse_json(body)
         if not isinstance(data, dict):
-            raise BadRequest("the body must be a JSON object", {"_schema": ["expected an object"]})
+            raise BadRequest("the body must be a JSON object", {"json": ["expected an object"]})
         try:
             loaded = PostbackSchema().load(data)
         except ValidationError as exc:

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 
-from flask import Response
+from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from .bodies import Blueprint
 
 from .. import metrics
 from .auth import components
@@ -35,8 +35,21 @@ class Ready(MethodView):
 
 @ops.route("/metrics")
 class Metrics(MethodView):
+    @ops.doc(security=[{}, {"bearerAuth": []}])
+    @ops.alt_response(
+        200, success=True, description="The metrics in the Prometheus text format",
+        content_type="text/plain", schema={"type": "string"},
+    )
     def get(self):
-        """Prometheus metrics"""
+        """Prometheus metrics
+
+        Open to any caller unless `metrics_require_key` is set, when it needs
+        an API key of role `internal`. Either way, serve it only on the
+        internal network or the scrape port.
+        """
+        comps = components()
+        if comps.settings.metrics_require_key:
+            comps.access.authenticate(request.headers.get("Authorization"), ("internal",))
         payload, content_type = metrics.exposition()
         return Response(payload, content_type=content_type)
 

@@ -9,14 +9,14 @@ joint-login links (its ``action_url`` hook) are wired in
 """
 from __future__ import annotations
 
-import orjson
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from .bodies import Blueprint
 from marshmallow import ValidationError
 
 from ..services.errors import Invalid
 from .auth import BEARER, components, require
+from .bodies import json_body, read_body
 from .schemas import DataShareQueryArgsSchema, DataSharesSchema, JointLoginAnswerSchema, JointLoginExchangeSchema
 
 SIGNED_HEADERS = [
@@ -58,12 +58,10 @@ class JointLoginExchange(MethodView):
         exchange is recorded in the data-share log.
         """
         service = components().joint_login
-        body = request.get_data(cache=True)
+        body = read_body(request)
         partner_id = service.authenticate(request.headers, body)
         try:
-            data = JointLoginExchangeSchema().load(orjson.loads(body or b"null") or {})
-        except orjson.JSONDecodeError:
-            raise Invalid("the body is not JSON", {"json": ["not valid JSON"]}) from None
+            data = JointLoginExchangeSchema().load(json_body(request))
         except ValidationError as exc:
             raise Invalid("the body does not have the expected shape", {"json": exc.messages}) from None
         return service.exchange(partner_id, data["token"])

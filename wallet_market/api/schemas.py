@@ -10,23 +10,42 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from ..domain import bounds
 from ..domain.catalogue import RISK_TIERS
+from ..services.events import parse_time
 from ..services.catalogue_schemas import (  # noqa: F401  (the admin API's entity schemas)
     BPS_RANGE,
+    EVENT_ID,
     ID,
+    MAX_COUNT,
+    MAX_FEN,
     NON_NEGATIVE,
     NOT_BLANK,
+    USER_ID,
+    Bool,
+    FullMatch,
+    Int,
     PageSchema,
     PartnerSchema,
     ProductSchema,
     RuleSchema,
 )
 
+def path_id(name: str, pattern: FullMatch, description: str) -> dict:
+    """The OpenAPI description of an id in the path, with the pattern it must match whole."""
+    return {
+        "in": "path",
+        "name": name,
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "pattern": pattern.regex.pattern},
+    }
+
+
 class PublishSchema(Schema):
     note = fields.String(load_default="", validate=validate.Length(max=500))
 
 
 class RollbackSchema(Schema):
-    version = fields.Integer(required=True, validate=validate.Range(min=1))
+    version = Int(required=True, validate=validate.Range(min=1, max=MAX_COUNT))
     note = fields.String(load_default="", validate=validate.Length(max=500))
 
 
@@ -57,7 +76,7 @@ class InHouseDecisionSchema(Schema):
 
 
 class ConsentsSchema(Schema):
-    personalized = fields.Boolean(load_default=True)
+    personalized = Bool(load_default=True)
     share_with_partners = fields.List(fields.String(validate=ID), load_default=list)
 
 
@@ -65,7 +84,7 @@ class UserProfileSchema(Schema):
     risk_tier = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(RISK_TIERS))
     in_house_decision = fields.Nested(InHouseDecisionSchema, load_default=lambda: {"status": "none", "decided_at": None})
     consents = fields.Nested(ConsentsSchema, load_default=lambda: {"personalized": True, "share_with_partners": []})
-    age = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=0, max=130))
+    age = Int(load_default=None, allow_none=True, validate=validate.Range(min=0, max=130))
     region = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=32))
     phone_sha256 = fields.String(
         load_default=None,
@@ -77,25 +96,25 @@ class UserProfileSchema(Schema):
 class UserContextSchema(UserProfileSchema):
     """A profile plus request context, for previews."""
 
-    user_id = fields.String(load_default=None, allow_none=True)
-    logged_in = fields.Boolean(load_default=True)
+    user_id = fields.String(load_default=None, allow_none=True, validate=USER_ID)
+    logged_in = Bool(load_default=True)
     device_model = fields.String(load_default=None, allow_none=True)
     app_version = fields.String(load_default=None, allow_none=True)
-    new_user = fields.Boolean(load_default=False)
+    new_user = Bool(load_default=False)
     experiment_arm = fields.String(load_default=None, allow_none=True)
-    impressions_today = fields.Dict(keys=fields.String(), values=fields.Integer(), load_default=dict)
+    impressions_today = fields.Dict(keys=fields.String(), values=Int(validate=NON_NEGATIVE), load_default=dict)
     prescreen = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     at = fields.AwareDateTime(load_default=None, allow_none=True)
 
 
 class PreviewSchema(Schema):
-    page = fields.String(required=True)
+    page = fields.String(required=True, validate=ID)
     user = fields.Nested(UserContextSchema, load_default=dict)
-    draft = fields.Boolean(load_default=False, metadata={"description": "preview the draft instead of the served version"})
+    draft = Bool(load_default=False, metadata={"description": "preview the draft instead of the served version"})
 
 
 class LayoutQueryArgsSchema(Schema):
-    page = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    page = fields.String(required=True, validate=ID)
     device_model = fields.String(load_default=None, validate=validate.Length(max=64))
     app_version = fields.String(load_default=None, validate=validate.Regexp(r"^\d+(\.\d+){0,3}$"))
     region = fields.String(load_default=None, validate=validate.Length(max=32))
@@ -173,8 +192,8 @@ class JointLoginAnswerSchema(Schema):
 
 
 class DataShareQueryArgsSchema(Schema):
-    user_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    user_id = fields.String(required=True, validate=USER_ID)
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))  # a query string: "100"
 
 
 class DataShareSchema(Schema):
@@ -203,21 +222,10 @@ class EpochTime(fields.Field):
     default_error_messages = {"invalid": "must be an ISO-8601 time or epoch seconds"}
 
     def _deserialize(self, value, attr, data, **kwargs):
-        from datetime import datetime, timezone
-
-        if isinstance(value, bool):
-            raise self.make_error("invalid")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                raise self.make_error("invalid") from None
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=timezone.utc)
-            return parsed.timestamp()
-        raise self.make_error("invalid")
+        try:
+            return parse_time(value)
+        except ValueError:
+            raise self.make_error("invalid") from None
 
     def _serialize(self, value, attr, obj, **kwargs):
         return value
@@ -225,7 +233,9 @@ class EpochTime(fields.Field):
 
 class AppEventSchema(Schema):
     type = fields.String(required=True, validate=validate.OneOf(("impression", "click")))
-    impression_token = fields.String(required=True, metadata={"description": "the slot's token from the layout"})
+    impression_token = fields.String(
+        required=True, validate=validate.Length(min=1), metadata={"description": "the slot's token from the layout"}
+    )
     occurred_at = EpochTime(load_default=None, allow_none=True, metadata={"description": "ISO 8601 or epoch seconds; default now"})
 
 
@@ -246,7 +256,7 @@ class EventCountsSchema(Schema):
 
 
 class PostbackSchema(Schema):
-    event_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    event_id = fields.String(required=True, validate=EVENT_ID)
     type = fields.String(
         required=True, validate=validate.OneOf(("applied", "approved", "rejected", "disbursed", "reversed"))
     )
@@ -254,14 +264,14 @@ class PostbackSchema(Schema):
         load_default=None, allow_none=True, validate=validate.Length(min=1, max=4096),
         metadata={"description": "the impression token of the layout slot that led to this event (optional for a reversal)"},
     )
-    amount = fields.Integer(
-        load_default=None, allow_none=True, strict=True,
+    amount = Int(
+        load_default=None, allow_none=True,
         validate=validate.Range(min=bounds.POSTBACK_AMOUNT_FEN.low, max=bounds.POSTBACK_AMOUNT_FEN.high),
         metadata={"description": "fen; the amount lent for a disbursal (at most 100,000,000: 1,000,000 RMB)"},
     )
     occurred_at = EpochTime(load_default=None, allow_none=True)
     reverses = fields.String(
-        load_default=None, allow_none=True, validate=validate.Length(min=1, max=128),
+        load_default=None, allow_none=True, validate=EVENT_ID,
         metadata={"description": "for a reversal: the event_id it undoes"},
     )
 

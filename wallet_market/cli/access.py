@@ -66,7 +66,10 @@ def token(user_id: str, ttl: int | None) -> None:
     from ..services.tokens import UserTokens
 
     config = settings()
-    click.echo(UserTokens(config.secret_key, config.user_token_ttl_seconds).mint(user_id, ttl))
+    try:
+        click.echo(UserTokens(config.secret_key, config.user_token_ttl_seconds).mint(user_id, ttl))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="USER_ID") from None
 
 
 def register(main: click.Group) -> None:

@@ -204,7 +204,7 @@ def _rate_field(errors: _Errors, path: str, value: Any) -> None:
 
 
 def _money_field(errors: _Errors, path: str, value: Any) -> None:
-    _check_int(errors, path, value, 0, None)
+    _check_int(errors, path, value, 0, MAX_SCENARIO_FEN)
 
 
 def _term_field(errors: _Errors, path: str, value: Any) -> None:
@@ -306,6 +306,12 @@ def _check_product_override(errors: _Errors, path: str, product: Product, overri
         errors.add(f"{path}.settlement.model", f"must be a referral model ({', '.join(REFERRAL_MODELS)}): only the in-house loan is self-lent")
 
 
+# What one comparison may ask for: each segment is modelled for every product, with its sensitivity.
+MAX_SEGMENTS = 100
+MAX_SCENARIO_PRODUCTS = 50
+MAX_SCENARIO_FEN = 10**12
+MAX_IMPRESSIONS = 10**12
+
 _SCENARIO_KEYS = ("name", "segments", "products", "overrides", "discount_rate_bps")
 _SEGMENT_KEYS = ("name", "risk_tier", "logged_in", "impressions", "in_house_declined")
 
@@ -336,17 +342,24 @@ def parse_scenario(data: Mapping[str, Any], catalogue: Catalogue | None = None) 
     if not isinstance(products, list):
         errors.add("products", "must be a list of product ids")
         products = []
+    elif len(products) > MAX_SCENARIO_PRODUCTS:
+        errors.add("products", f"at most {MAX_SCENARIO_PRODUCTS} products")
+        products = []
     seen_products: set[str] = set()
     for index, product_id in enumerate(products):
         if not isinstance(product_id, str) or not product_id:
             errors.add(f"products[{index}]", "must be a product id")
         elif product_id in seen_products:
             errors.add(f"products[{index}]", f"duplicate product {product_id}")
-        seen_products.add(product_id)
+        else:
+            seen_products.add(product_id)
 
     overrides = data.get("overrides", {})
     if not isinstance(overrides, Mapping):
         errors.add("overrides", "must map product ids to product economics")
+        overrides = {}
+    elif len(overrides) > MAX_SCENARIO_PRODUCTS:
+        errors.add("overrides", f"at most {MAX_SCENARIO_PRODUCTS} products")
         overrides = {}
     for product_id, override in overrides.items():
         _check_override(errors, f"overrides.{product_id}", override)
@@ -370,6 +383,9 @@ def parse_scenario(data: Mapping[str, Any], catalogue: Catalogue | None = None) 
 def _parse_segments(errors: _Errors, raw: Any) -> list[Segment]:
     if not isinstance(raw, list) or not raw:
         errors.add("segments", "required: a non-empty list of segments")
+        return []
+    if len(raw) > MAX_SEGMENTS:
+        errors.add("segments", f"at most {MAX_SEGMENTS} segments")
         return []
     segments: list[Segment] = []
     names: set[str] = set()
@@ -402,7 +418,7 @@ def _parse_segments(errors: _Errors, raw: Any) -> list[Segment]:
         if impressions is None:
             errors.add(f"{path}.impressions", "required: a whole number of impressions")
         else:
-            _check_int(errors, f"{path}.impressions", impressions, 0, None)
+            _check_int(errors, f"{path}.impressions", impressions, 0, MAX_IMPRESSIONS)
         if len(errors.by_path) > before:
             continue
         if isinstance(name, str) and isinstance(logged_in, bool) and isinstance(impressions, int):

@@ -59,11 +59,19 @@ def read_headers(headers: Mapping[str, str]) -> tuple[str, str, str]:
 def verify(
     secret: str, timestamp: str, sig: str, body: bytes, window_seconds: int, now: float | None = None
 ) -> int:
-    """Check signature and freshness; returns the timestamp. Constant-time comparison."""
+    """Check signature and freshness; returns the timestamp. Constant-time comparison.
+
+    A signature or timestamp with characters outside ASCII is refused like any
+    other wrong one (``compare_digest`` compares only ASCII strings).
+    """
+    if not timestamp.isascii():
+        raise SignatureError("bad_timestamp")
     try:
         ts = int(timestamp)
     except ValueError:
         raise SignatureError("bad_timestamp") from None
+    if not sig.isascii():
+        raise SignatureError("bad_signature")
     expected = signature(secret, timestamp, body)
     if not hmac.compare_digest(expected, sig.lower()):
         raise SignatureError("bad_signature")

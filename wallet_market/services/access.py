@@ -56,7 +56,19 @@ class Forbidden(ServiceError):
 
 
 class RateLimited(ServiceError):
+    """Too many calls in this clock minute; ``retry_after`` is the seconds until the next one."""
+
     status = 429
+
+    def __init__(self, message: str, errors: dict | None = None, *, retry_after: int):
+        super().__init__(message, errors)
+        self.retry_after = retry_after
+
+
+def seconds_to_next_minute(now: float | None = None) -> int:
+    """Whole seconds until the next fixed one-minute rate window starts (1–60)."""
+    current = time.time() if now is None else now
+    return max(1, 60 - int(current) % 60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +221,11 @@ class Access:
                 {"Authorization": [f"role {principal.role!r} not allowed"]},
             )
         if self.rate_limit_per_minute and count > self.rate_limit_per_minute:
-            raise RateLimited(f"more than {self.rate_limit_per_minute} requests this minute for this key")
+            raise RateLimited(
+                f"more than {self.rate_limit_per_minute} requests this minute for this key",
+                {"Authorization": ["rate limit reached"]},
+                retry_after=seconds_to_next_minute(),
+            )
         return principal
 
     def _cached(self, digest: str, fresh: bool) -> Principal | None:

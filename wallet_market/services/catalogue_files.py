@@ -7,12 +7,12 @@ the catalogue administration loads it.
 """
 from __future__ import annotations
 
-import json
 import tomllib
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Callable
 
+import orjson
 from marshmallow import Schema, ValidationError
 
 from ..settings import Settings
@@ -44,8 +44,9 @@ def _parse(path: Path) -> Any:
         raise CatalogueFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     if path.suffix == ".json":
         try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
+            # orjson, like the API: no lone surrogates, no NaN, no integers beyond 64 bits.
+            return orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
             raise CatalogueFileError(f"{path}: not valid JSON: {exc.msg} (at line {exc.lineno}, column {exc.colno})") from None
     try:
         return tomllib.loads(text)

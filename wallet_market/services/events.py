@@ -94,20 +94,37 @@ def parse_batch(body: Any, max_batch: int) -> list[dict[str, Any]]:
     return out
 
 
+# The latest time an event may name: the end of year 9999 (later is not a time, it is garbage).
+MAX_EPOCH_SECONDS = 253_402_300_799.0
+
+
 def parse_time(value: Any) -> float | None:
-    """Epoch seconds from an ISO-8601 time (UTC when no offset is given) or a number; None stays None."""
+    """Epoch seconds from an ISO-8601 time (UTC when no offset is given) or a number; None stays None.
+
+    Raises ``ValueError`` for anything else, and for a time before 1970 or after year 9999.
+    """
     if value is None:
         return None
     if isinstance(value, bool):
         raise ValueError(value)
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValueError(value) from None
+    elif isinstance(value, str):
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.timestamp()
-    raise ValueError(value)
+        try:
+            seconds = parsed.timestamp()
+        except OverflowError:
+            raise ValueError(value) from None
+    else:
+        raise ValueError(value)
+    if not 0.0 <= seconds <= MAX_EPOCH_SECONDS:  # also refuses NaN
+        raise ValueError(value)
+    return seconds
 
 
 def seconds_into_day(now: float) -> float:

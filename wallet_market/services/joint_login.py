@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from .. import metrics
 from ..domain.users import UserProfile
 from ..store.connection import RedisClient
-from .access import Forbidden, Unauthorized
+from .access import Forbidden, RateLimited, Unauthorized
 from .tokens import InvalidToken, TokenSigner
 from ..store.data_shares import DataShareStore
 from ..store.keys import Keys
@@ -147,8 +147,11 @@ class JointLogin:
         *,
         ref_secret: str,
         replay_window_seconds: int,
+        rate_limit: Callable[[str], None] | None = None,
     ):
         self.tokens = tokens
+        # Counts a signed call of a partner; raises RateLimited past the partner's allowance.
+        self.rate_limit = rate_limit
         self.client = client
         self.keys = keys
         self.shares = shares
@@ -189,6 +192,12 @@ class JointLogin:
         except SignatureError as exc:
             metrics.JOINT_LOGIN_EXCHANGES.labels(partner_id, exc.reason).inc()
             raise Unauthorized(f"signature refused: {exc.reason}", {"X-Signature": [exc.reason]}) from None
+        if self.rate_limit is not None:
+            try:
+                self.rate_limit(partner_id)
+            except RateLimited:
+                metrics.JOINT_LOGIN_EXCHANGES.labels(partner_id, "rate_limited").inc()
+                raise
         return partner_id
 
     def exchange(self, partner_id: str, token: str, now: float | None = None) -> dict[str, Any]:

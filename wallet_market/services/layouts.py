@@ -111,7 +111,7 @@ class LayoutService:
         self.action_url = action_url
         # Called after a layout is decided (decision log, background pre-screens); must not raise.
         self.on_decision: list[Callable[[LayoutResult], None]] = []
-        # May refine the user's state before placing (pre-screen answers within a budget).
+        # May refine the user's state before placing; must not wait on anything outside the process.
         self.before_place: list[Callable[[UserProfile | None, UserState, Serving], UserState]] = []
 
     def serving(self) -> Serving:

@@ -21,7 +21,7 @@ from .. import metrics
 from ..domain.funnel import DISBURSED, REVERSED, LedgerEvent
 from ..domain import signing
 from ..store.ledger import CatalogueVersions, Ledger
-from .access import Unauthorized
+from .access import RateLimited, Unauthorized
 from .errors import Conflict, Invalid
 from .tokens import Impression, ImpressionTokens, InvalidToken
 
@@ -52,8 +52,11 @@ class PostbackService:
         versions: CatalogueVersions,
         replay_window_seconds: int,
         clock: Callable[[], float] = time.time,
+        rate_limit: Callable[[str], None] | None = None,
     ):
         self.secret_of = secret_of
+        # Counts a signed call of a partner; raises RateLimited past the partner's allowance.
+        self.rate_limit = rate_limit
         self.ledger = ledger
         self.tokens = impression_tokens
         self.versions = versions
@@ -84,6 +87,12 @@ class PostbackService:
                 "bad_timestamp": "the timestamp is not epoch seconds",
             }.get(exc.reason, "the signature does not match")
             raise Unauthorized(message, {field: [exc.reason]}) from None
+        if self.rate_limit is not None:
+            try:
+                self.rate_limit(partner_id)
+            except RateLimited:
+                self._refused("rate_limited")
+                raise
         return partner_id
 
     @staticmethod

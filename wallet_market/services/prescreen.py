@@ -1,14 +1,23 @@
-"""Pre-screen (撞库): is this user new to a partner? Asked in parallel, within the layout's budget.
+"""Pre-screen (撞库): is this user new to a partner? Asked ahead of time, never while a layout waits.
 
 The layout pipeline reads cached answers (``keys.prescreen(user, partner)``)
 for every partner with a ``prescreen_url``; placement places such a partner
-only when the answer is ``new``. Before placing, :meth:`PrescreenService.refine`
-asks the partners whose answer is missing — only for a logged-in user who
-consents to share with that partner and whose profile carries a phone hash —
-on a thread pool, and waits for them at most ``prescreen_budget_ms``. Answers
-arriving later are still cached for the next layout. A timeout, an error, a
-garbage answer or an open breaker means "not placed now" (guard 8), never a
-failed page.
+only when the answer is ``new``. A layout uses the cached answers only: a
+partner without one is simply not placed this time (guard 8), and the layout
+never waits on a partner's HTTP. The questions are asked in the background, on
+this process's thread pool:
+
+- when the internal systems store a user's profile (``PUT /v1/users/<id>``),
+  for every partner whose answer is missing — so the user's next layout finds
+  them cached;
+- when a layout finds an answer missing (a user seen for the first time, or an
+  answer that expired), after the layout is decided.
+
+Only a logged-in user who consents to share with that partner and whose
+profile carries a phone hash is asked about, and only for a partner that could
+be placed for them. A timeout, an error, a garbage answer or an open breaker is
+cached as ``failed`` for a short while ("not placed now"), never a failed page.
+The same question already on its way is not asked twice.
 
 Every send is recorded in the data-share log before it leaves, in the same
 transaction that checks consent (see :mod:`wallet_market.store.data_shares`).
@@ -17,13 +26,10 @@ The request carries ``request_id``, ``product_id`` and ``phone_sha256`` only
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
-import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Iterable
 
@@ -40,9 +46,10 @@ from ..store.connection import RedisClient
 from ..quiet_logs import RepeatLimiter
 from ..store.data_shares import DataShareStore
 from ..store.keys import Keys
+from ..store.layout_reads import read_user_facts
 
 if TYPE_CHECKING:
-    from .layouts import Serving
+    from .layouts import LayoutResult, Serving
 
 log = logging.getLogger(__name__)
 _quiet = RepeatLimiter(log)
@@ -115,7 +122,6 @@ class PrescreenService:
         cache: RedisClient,
         keys: Keys,
         *,
-        budget_ms: int,
         ttl_new_seconds: int,
         ttl_existing_seconds: int,
         failed_ttl_seconds: int = 30,
@@ -127,7 +133,6 @@ class PrescreenService:
         self.shares = shares
         self.cache = cache
         self.keys = keys
-        self.budget_seconds = budget_ms / 1000
         self.ttl_seconds = {
             NEW: ttl_new_seconds,
             INELIGIBLE: ttl_new_seconds,
@@ -142,39 +147,52 @@ class PrescreenService:
         self._lock = threading.Lock()
         self._closed = False
 
-    # -- the layout hook -------------------------------------------------------
-    def refine(self, profile: UserProfile | None, state: UserState, serving: Serving) -> UserState:
-        """``LayoutService.before_place`` hook: add the answers that arrive within the budget."""
+    # -- asking ahead of the layouts --------------------------------------------
+    def after_layout(self, result: LayoutResult) -> None:
+        """``LayoutService.on_decision`` hook: ask, in the background, the partners this layout had no answer from.
+
+        The layout itself was placed with the cached answers only.
+        """
+        self.schedule(result.profile, result.state, result.serving, trigger="layout")
+
+    def prefetch(self, profile: UserProfile, serving: Serving) -> dict[str, Future]:
+        """A profile was stored: ask the partners whose answer is missing before the user's next layout."""
+        if not serving.prescreen_partners or not profile.phone_sha256:
+            return {}
+        now = datetime.now(timezone.utc)
+        facts = read_user_facts(
+            self.cache, self.keys, profile.user_id, now.strftime("%Y%m%d"), serving.prescreen_partners, now.timestamp()
+        )
+        state = UserState(
+            suppressed_partners=facts.suppressed_partners,
+            prescreen=facts.prescreen,
+            partners_at_lead_cap=facts.partners_at_lead_cap,
+        )
+        return self.schedule(profile, state, serving, trigger="profile")
+
+    def schedule(
+        self, profile: UserProfile | None, state: UserState, serving: Serving, *, trigger: str = "layout"
+    ) -> dict[str, Future]:
+        """Start the pre-screens ``state`` lacks (see :func:`partners_to_ask`); returns them by partner. Never waits."""
         if profile is None or not serving.prescreen_partners:
-            return state
+            return {}
         wanted = partners_to_ask(
             profile, state, serving.catalogue, serving.prescreen_partners, datetime.now(timezone.utc), self.apr_cap_bps
         )
-        if not wanted:
-            return state
-        started = time.perf_counter()
-        futures = {}
+        futures: dict[str, Future] = {}
         for partner_id, product_id in wanted.items():
             future = self.submit(profile.user_id, serving.catalogue.partners[partner_id], product_id)
             if future is not None:
                 futures[partner_id] = future
-        if not futures:
-            return state
-        done, _ = wait(futures.values(), timeout=self.budget_seconds)
-        metrics.PRESCREEN_WAIT.observe(time.perf_counter() - started)
-        answers = {}
-        for partner_id, future in futures.items():
-            if future in done and future.exception() is None and future.result() is not None:
-                answers[partner_id] = future.result()
-        if not answers:
-            return state
-        return dataclasses.replace(state, prescreen={**state.prescreen, **answers})
+        if futures:
+            metrics.PRESCREENS_STARTED.labels(trigger).inc(len(futures))
+        return futures
 
     def submit(self, user_id: str, partner: Partner, product_id: str) -> Future | None:
         """Ask in the background; the same question already on its way is not asked twice.
 
         Returns ``None`` when too many pre-screens are pending (that partner is
-        simply not placed for this layout).
+        asked again on a later layout).
         """
         key = (user_id, partner.partner_id)
         with self._lock:
@@ -187,12 +205,17 @@ class PrescreenService:
                 metrics.PARTNER_REQUESTS.labels(partner.partner_id, PURPOSE, "busy").inc()
                 return None
             if self._pool is None:
-                # Threads start on the first pre-screen: they fan one request out, they are not a job.
+                # Threads start on the first pre-screen.
                 self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="prescreen")
             future = self._pool.submit(self._ask_quietly, user_id, partner, product_id)
             self._inflight[key] = future
         future.add_done_callback(lambda f: self._forget(key, f))
         return future
+
+    def pending(self) -> int:
+        """How many pre-screens are on their way now."""
+        with self._lock:
+            return len(self._inflight)
 
     def _forget(self, key: tuple[str, str], future: Future) -> None:
         with self._lock:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from itsdangerous import Signer
 
+from ..domain.ids import USER_ID_RULE, is_user_id
+
 if TYPE_CHECKING:
     from _hashlib import HASH
 
@@ -109,12 +111,15 @@ class UserTokens:
         self.default_ttl_seconds = default_ttl_seconds
 
     def mint(self, user_id: str, ttl_seconds: int | None = None) -> str:
+        """A token naming ``user_id``; ``ValueError`` when it is not a well-formed user id."""
+        if not is_user_id(user_id):
+            raise ValueError(f"user id {user_id!r} {USER_ID_RULE}")
         return self._signer.sign({"u": user_id}, ttl_seconds or self.default_ttl_seconds)
 
     def user_id(self, token: str) -> str:
         body = self._signer.verify(token)
         user_id = body.get("u")
-        if not isinstance(user_id, str) or not user_id:
+        if not isinstance(user_id, str) or not is_user_id(user_id):
             raise InvalidToken("malformed")
         return user_id
 

@@ -111,6 +111,10 @@ class Keys:
         """Circuit breaker state of a partner, shared by every worker."""
         return f"{self.prefix}:{{p:{partner_id}}}:breaker"
 
+    def partner_rate(self, partner_id: str, window: int) -> str:
+        """Counter of a partner's signed calls (postbacks, joint-login exchanges) in one fixed minute."""
+        return f"{self.prefix}:{{p:{partner_id}}}:rate:{int(window)}"
+
     def leads_at_cap(self, day: str) -> str:
         """Set of partners whose lead cap is reached (or paced out) on ``day``."""
         return f"{self.prefix}:{{partners}}:at_cap:{day}"

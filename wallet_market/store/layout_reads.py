@@ -103,19 +103,32 @@ def read_layout_facts(
     pipe = client.pipeline(transaction=False)
     queue_key_reads(pipe, keys, api_key_hash, read_key_record, now)
     if user_id is not None:
-        pipe.get(keys.profile(user_id))
-        pipe.hgetall(keys.impressions_today(user_id, day))
-        pipe.hgetall(keys.suppressed_partners(user_id))
-        pipe.smembers(keys.leads_at_cap(day))
-        if prescreen_partners:
-            # MGET through execute_command: redis-py refuses ``mget`` on a Redis Cluster pipeline,
-            # but these keys share the user's hash slot, so the command itself is fine there.
-            pipe.execute_command("MGET", *(keys.prescreen(user_id, p) for p in prescreen_partners))
+        _queue_user_reads(pipe, keys, user_id, day, prescreen_partners)
     results = pipe.execute()
     key, used = parse_key_reads(results, read_key_record)
     if user_id is None:
         return LayoutFacts(key, None)
     return LayoutFacts(key, _user_facts(results[used:], prescreen_partners, now))
+
+
+def read_user_facts(
+    client: RedisClient, keys: Keys, user_id: str, day: str, prescreen_partners: Sequence[str], now: float
+) -> UserFacts:
+    """What one layout would read about ``user_id``, without the caller's key (one round trip)."""
+    pipe = client.pipeline(transaction=False)
+    _queue_user_reads(pipe, keys, user_id, day, prescreen_partners)
+    return _user_facts(pipe.execute(), prescreen_partners, now)
+
+
+def _queue_user_reads(pipe: Any, keys: Keys, user_id: str, day: str, prescreen_partners: Sequence[str]) -> None:
+    pipe.get(keys.profile(user_id))
+    pipe.hgetall(keys.impressions_today(user_id, day))
+    pipe.hgetall(keys.suppressed_partners(user_id))
+    pipe.smembers(keys.leads_at_cap(day))
+    if prescreen_partners:
+        # MGET through execute_command: redis-py refuses ``mget`` on a Redis Cluster pipeline,
+        # but these keys share the user's hash slot, so the command itself is fine there.
+        pipe.execute_command("MGET", *(keys.prescreen(user_id, p) for p in prescreen_partners))
 
 
 def _user_facts(results: Sequence[Any], prescreen_partners: Sequence[str], now: float) -> UserFacts:
