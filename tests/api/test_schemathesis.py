@@ -23,8 +23,15 @@ SIGNED_PATHS = ("/partner/v1/postbacks", "/partner/v1/joint-login/exchange")
 # Operations whose valid-looking requests may still break a business rule the document cannot
 # express — a guard of the catalogue, a reference to something that does not exist, an
 # impression token that is not genuine, an earlier `to` than `from` — and are then refused
-# with a 422 naming the field. Everywhere else a schema-valid request must be accepted.
+# with a 422 naming the field. Writes to a catalogue entity also take an `If-Match` header:
+# a generated tag that is not the entity's current ETag is refused with a 412, as it should be.
+# Everywhere else a schema-valid request must be accepted.
 CONFIG = """
+[[operations]]
+include-path-regex = "^/admin/v1/(partners|products|pages|rules)/"
+include-method-regex = "^(PUT|PATCH|DELETE)$"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "412", "422", "429"]
+
 [[operations]]
 include-path-regex = "^/admin/v1/(partners|products|pages|rules|rulesets/publish|rulesets/rollback)"
 include-method-regex = "^(POST|PUT)$"

@@ -54,7 +54,7 @@ def if_match() -> list[str] | None:
     if "If-Match" not in request.headers:
         return None
     tags = request.if_match
-    return [ANY] if tags.star_tag else sorted(tags.as_set())
+    return [ANY] if tags.star_tag else sorted(tag for tag in tags.as_set() if tag)
 
 
 def tagged(entity_cls, stored: dict) -> tuple:
