@@ -144,7 +144,7 @@ def test_publishing_an_unchanged_draft_makes_no_new_version(client, auth):
 
 def test_a_malformed_if_match_is_a_412_not_an_error(client, auth):
     _load(client, auth)
-    response = _patch(client, auth, "/admin/v1/partners/lender_a", {"timeout_ms": 400}, **{"If-Match": '"", W/"1/0"'})
+    response = _patch(client, auth, "/admin/v1/partners/lender_a", {"timeout_ms": 400}, **{"If-Match": '"abc", "", W/"1/0"'})
     assert response.status_code == 412, response.get_json()
     assert "If-Match" in response.get_json()["errors"]
     assert client.get("/admin/v1/partners/lender_a", headers=auth("pm")).get_json()["timeout_ms"] == 300
