@@ -19,6 +19,7 @@ runs is wired in :func:`build_components`, in plain sight:
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -36,7 +37,7 @@ from .services.events import EventIngestion
 from .services.health import Health
 from .services.joint_login import JointLogin, JointLoginTokens
 from .services.layouts import CatalogueHook, LayoutService, build_serving
-from .services.learning import LearnedRates, LearningRefresher
+from .services.learning import LearnedRates, LearningRefresher, read_decayed_counts
 from .services.ledger_worker import LedgerWorker
 from .services.postbacks import PostbackService
 from .services.prescreen import PrescreenService
@@ -238,7 +239,11 @@ def build_components(settings: Settings) -> Components:
         revenue=Revenue(ledger),
         learned_rates=learned_rates,
         learning=LearningRefresher(
-            ledger, learned_rates, snapshots, interval_seconds=settings.learning_refresh_seconds
+            ledger,
+            learned_rates,
+            snapshots,
+            interval_seconds=settings.learning_refresh_seconds,
+            half_life_days=settings.learning_half_life_days,
         ),
         decision_log=decision_log,
         partner_client=partner_client,
@@ -252,7 +257,7 @@ def build_components(settings: Settings) -> Components:
     components.closers.extend([partner_client.close, prescreen.close])
     try:
         # The first snapshot of this process is built with what has been learned so far.
-        learned_rates.update(ledger.learned_counts())
+        learned_rates.update(read_decayed_counts(ledger, settings.learning_half_life_days, time.time()))
     except redis.RedisError as exc:
         log.warning("learned rates not loaded at start-up: %s", exc)
     return components
@@ -272,6 +277,7 @@ def build_ledger_worker(
         components.keys,
         consumer=consumer,
         suppression_cooldown_days=components.settings.suppression_cooldown_days,
+        learning_half_life_days=components.settings.learning_half_life_days,
         batch_size=batch_size,
         block_ms=block_ms,
         claim_idle_ms=claim_idle_ms,

@@ -50,6 +50,12 @@ class Settings:
     prior_strength: int = _spec(200, min=0, help="pseudo-impressions the catalogue prior is worth")
     exploration_bps: int = _spec(0, min=0, max=10000, help="share of decisions explored at random")
     learning_refresh_seconds: float = _spec(30.0, min=0.1, max=86400)
+    learning_half_life_days: int = _spec(
+        30, min=0, max=3650, help="days after which observed funnel counts weigh half; 0: no decay"
+    )
+    # evidence: the analysis log, experiments and off-policy evaluation
+    analysis_dir: str = _spec("var/analysis", help="where the worker exports decisions and outcomes as Parquet")
+    analysis_export_seconds: float = _spec(5.0, min=0.1, max=3600, help="how often the worker exports")
     # partner gateway
     prescreen_budget_ms: int = _spec(150, min=1, max=10000)
     prescreen_ttl_new_seconds: int = _spec(3600, min=1)

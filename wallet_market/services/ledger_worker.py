@@ -32,6 +32,7 @@ import redis
 
 from .. import metrics
 from ..domain.catalogue import IN_HOUSE, Catalogue
+from ..domain.learning import learning_window_days
 from ..domain.funnel import (
     APP_EVENT_TYPES,
     IMPRESSION,
@@ -88,6 +89,7 @@ class LedgerWorker:
         *,
         consumer: str | None = None,
         suppression_cooldown_days: int = 30,
+        learning_half_life_days: int = 30,
         batch_size: int = 500,
         block_ms: int = 1000,
         claim_idle_ms: int = 30_000,
@@ -97,6 +99,7 @@ class LedgerWorker:
         self.keys = keys
         self.consumer = consumer or default_consumer_name()
         self.suppression_cooldown_days = suppression_cooldown_days
+        self.learning_half_life_days = learning_half_life_days
         self.batch_size = batch_size
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
@@ -292,7 +295,6 @@ class LedgerWorker:
 
     def _ledger_ops(self, events: Sequence[tuple[str, LedgerEvent]]) -> tuple[list[str], list[dict[str, Any]]]:
         index = _KeyIndex()
-        learned = self.keys.learned_rates()
         originals = [(e.source, e.event_id) for _, e in events if e.source != "app" and e.type != REVERSED]
         reversal_days = self.ledger.reversal_days(originals)
         ops: list[dict[str, Any]] = []
@@ -309,7 +311,7 @@ class LedgerWorker:
             counters = index(self.keys.counters(event.day))
             op["add"] = [[counters, name, str(value)] for name, value in deltas.items()]
             if learning:
-                learned_index = index(learned)
+                learned_index = index(self.keys.learned_rates(event.day))
                 op["add"].extend([learned_index, name, str(value)] for name, value in learning.items())
             if event.source != "app":
                 op["keep"] = index(self.keys.postback_record(event.source, event.event_id))
@@ -329,9 +331,19 @@ class LedgerWorker:
         except (KeyError, ValueError, TypeError):  # a catalogue this worker cannot read must not stop the ledger
             log.exception("lead pacing refresh failed")
         metrics.STREAM_LAG.set(self.ledger.lag())
+        self.expire_learned_counts()
         if time.monotonic() >= self._next_trim:
             self._next_trim = time.monotonic() + TRIM_SECONDS
             self.ledger.trim(STREAM_KEEP_SECONDS, int(self.clock() * 1000))
+
+    def expire_learned_counts(self) -> None:
+        """Give the recent days' learned counts an expiry: kept as long as the learning window reads them."""
+        now = self.clock()
+        keep = (learning_window_days(self.learning_half_life_days) + 2) * 86_400
+        pipe = self.client.pipeline(transaction=False)
+        for age in range(3):
+            pipe.expire(self.keys.learned_rates(day_of(now - age * 86_400)), keep)
+        pipe.execute()
 
     def refresh_pacing(self, now: float | None = None) -> set[str]:
         """Decide, for the time of day, which partners are at their lead cap or ahead of their pace."""

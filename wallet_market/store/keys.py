@@ -121,9 +121,9 @@ class Keys:
         """Hash of funnel and revenue counters of ``day``: "<dimension values>|<measure>" → integer."""
         return f"{self.prefix}:{{ledger}}:counters:{day}"
 
-    def learned_rates(self) -> str:
-        """Hash of observed funnel counts per product and risk tier, read by the learning refresh."""
-        return f"{self.prefix}:{{ledger}}:learned"
+    def learned_rates(self, day: str) -> str:
+        """Hash of funnel counts observed on ``day`` per product and risk tier, read (decayed) by the learning refresh."""
+        return f"{self.prefix}:{{ledger}}:learned:{day}"
 
     def decisions(self) -> str:
         """Stream of decisions with propensities, for offline policy evaluation."""

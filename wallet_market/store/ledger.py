@@ -242,9 +242,20 @@ class Ledger:
             (day, {k.decode(): int(v) for k, v in raw.items()}) for day, raw in zip(days, pipe.execute())
         ]
 
-    def learned_counts(self) -> dict[str, int]:
-        """Observed funnel counts per product and risk tier (one HGETALL)."""
-        return {k.decode(): int(v) for k, v in self.client.hgetall(self.keys.learned_rates()).items()}
+    def learned_counts_by_day(self, days: Sequence[str]) -> list[tuple[str, dict[str, int]]]:
+        """Observed funnel counts per product and risk tier of each day (``YYYYMMDD``), in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for day in days:
+            pipe.hgetall(self.keys.learned_rates(day))
+        return [(day, {k.decode(): int(v) for k, v in raw.items()}) for day, raw in zip(days, pipe.execute())]
+
+    def learned_counts(self, days: Sequence[str]) -> dict[str, int]:
+        """Observed funnel counts per product and risk tier summed over ``days``, without decay."""
+        total: dict[str, int] = {}
+        for _, counts in self.learned_counts_by_day(days):
+            for name, value in counts.items():
+                total[name] = total.get(name, 0) + value
+        return total
 
 
 def _text(value: Any) -> str | None:
