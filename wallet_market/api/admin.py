@@ -95,9 +95,22 @@ class VersionSchema(Schema):
     counts = fields.Dict(keys=fields.String(), values=fields.Integer())
 
 
+class CandidateSchema(Schema):
+    version = fields.Integer(metadata={"description": "the number the frozen draft was given"})
+    frozen_at = fields.Float()
+    frozen_by = fields.String()
+    note = fields.String()
+    draft_revision = fields.Integer(metadata={"description": "the draft revision that was frozen"})
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer())
+
+
 class VersionsSchema(Schema):
     current = fields.Integer()
     versions = fields.List(fields.Nested(VersionSchema))
+    candidates = fields.List(
+        fields.Nested(CandidateSchema),
+        metadata={"description": "versions frozen from the draft for experiments and evaluation, never served by publish"},
+    )
 
 
 @rulesets.route("")
@@ -121,6 +134,23 @@ class Publish(MethodView):
     def post(self, data):
         """Publish the draft as the next immutable version (atomic)"""
         return components().admin.publish(actor(), data.get("note", ""))
+
+
+@rulesets.route("/candidates")
+class Candidates(MethodView):
+    decorators = [require(PM)]
+
+    @rulesets.doc(security=BEARER)
+    @rulesets.arguments(PublishSchema)
+    @rulesets.response(201, CandidateSchema)
+    def post(self, data):
+        """Freeze the draft as a numbered candidate version without publishing it
+
+        The candidate is guard-checked like a publish and stored beside the
+        published versions; the served version does not change. Experiments
+        take it as their treatment, evaluations as their candidate.
+        """
+        return components().admin.freeze_candidate(actor(), data.get("note", ""))
 
 
 @rulesets.route("/rollback")

@@ -50,6 +50,18 @@ class Keys:
         """List of publish/rollback records (JSON), newest last."""
         return f"{self.prefix}:{{catalog}}:ruleset:history"
 
+    def ruleset_candidates(self) -> str:
+        """List of candidate records (JSON), newest last: versions frozen from the draft but never published."""
+        return f"{self.prefix}:{{catalog}}:ruleset:candidates"
+
+    def experiments(self) -> str:
+        """Hash experiment_id → JSON: every experiment, running or not."""
+        return f"{self.prefix}:{{catalog}}:experiments"
+
+    def experiments_channel(self) -> str:
+        """Pub/sub channel announcing that an experiment was created, stopped or shipped."""
+        return f"{self.prefix}:catalog:experiments"
+
     def audit_log(self) -> str:
         """Stream of catalogue changes: who changed what, before and after."""
         return f"{self.prefix}:{{catalog}}:audit"
