@@ -52,7 +52,7 @@ from .store.access import ApiKeyStore
 from .store.breakers import redis_breaker_storage
 from .store.caps import LeadCaps
 from .store.catalogue import CatalogueStore
-from .store.connection import EmbeddedRedis, connect, hot_path_client
+from .store.connection import EmbeddedRedis, RedisClient, connect, hot_path_client
 from .store.data_shares import DataShareStore
 from .store.keys import Keys
 from .store.ledger import CatalogueVersions, Ledger
@@ -67,7 +67,7 @@ class Components:
     """Everything one process serves with."""
 
     settings: Settings
-    redis: redis.Redis
+    redis: RedisClient
     keys: Keys
     # catalogue, keys and users
     catalogue_store: CatalogueStore

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping, TypeAlias
 
 ENV_PREFIX = "WALLET_MARKET_"
 ENVIRONMENTS = ("development", "testing", "production")
@@ -23,7 +23,14 @@ class SettingsError(ValueError):
     """A setting is missing or invalid; the message names the key."""
 
 
-def _spec(default: Any, *, choices: tuple | None = None, min: int | None = None, max: int | None = None, help: str = ""):
+def _spec(
+    default: Any,
+    *,
+    choices: tuple[str, ...] | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    help: str = "",
+) -> Any:
     return field(default=default, metadata={"choices": choices, "min": min, "max": max, "help": help})
 
 
@@ -117,6 +124,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise SettingsError(f"config file {path.name}: {exc}") from None
 
 
+# One layer of settings, as ``(key, raw value, where it came from)`` triples.
+Layer: TypeAlias = Iterator[tuple[str, Any, str]]
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -124,48 +135,83 @@ def load_settings(
 ) -> Settings:
     """Build and validate the settings; raise :class:`SettingsError` naming the bad key."""
     environ = os.environ if environ is None else environ
+    overrides = overrides or {}
     config_dir = config_dir or find_config_dir()
     known = {f.name: f for f in fields(Settings)}
-    env_name = (overrides or {}).get("env") or environ.get(ENV_PREFIX + "ENV") or "development"
+    env_name = _env_name(environ, overrides)
+    values, sources = _merge_layers(
+        _file_layer(config_dir / "default.toml", known),
+        _file_layer(config_dir / f"{env_name}.toml", known),
+        _environment_layer(environ, known),
+        _overrides_layer(overrides, known),
+    )
+    values["env"] = env_name
+    settings = Settings(**{key: _checked(known[key], raw) for key, raw in values.items()})
+    _validate(settings, sources)
+    return settings
+
+
+def _env_name(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> str:
+    """The environment named by the overrides or ``WALLET_MARKET_ENV`` (default ``development``)."""
+    env_name = overrides.get("env") or environ.get(ENV_PREFIX + "ENV") or "development"
     if env_name not in ENVIRONMENTS:
         raise SettingsError(f"setting 'env': {env_name!r} is not one of {', '.join(ENVIRONMENTS)}")
+    return env_name
 
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    for path in (config_dir / "default.toml", config_dir / f"{env_name}.toml"):
-        for key, raw in _read_toml(path).items():
-            if key not in known:
-                raise SettingsError(f"setting {key!r} in {path.name} is not a known setting")
-            values[key] = raw
-            sources[key] = path.name
+
+def _file_layer(path: Path, known: Mapping[str, Field[Any]]) -> Layer:
+    """The settings of one TOML file (none when it does not exist); a key not known is refused."""
+    for key, raw in _read_toml(path).items():
+        if key not in known:
+            raise SettingsError(f"setting {key!r} in {path.name} is not a known setting")
+        yield key, raw, path.name
+
+
+def _environment_layer(environ: Mapping[str, str], known: Mapping[str, Field[Any]]) -> Layer:
+    """The ``WALLET_MARKET_<KEY>`` variables of known settings (other variables are left alone)."""
     for env_key, raw in environ.items():
         if not env_key.startswith(ENV_PREFIX) or env_key == ENV_PREFIX + "CONFIG_DIR":
             continue
         key = env_key[len(ENV_PREFIX):].lower()
         if key in known:
-            values[key] = raw
-            sources[key] = "environment"
-    for key, raw in (overrides or {}).items():
+            yield key, raw, "environment"
+
+
+def _overrides_layer(overrides: Mapping[str, Any], known: Mapping[str, Field[Any]]) -> Layer:
+    """The caller's overrides; a key not known is refused."""
+    for key, raw in overrides.items():
         if key not in known:
             raise SettingsError(f"setting {key!r} is not a known setting")
-        values[key] = raw
-        sources[key] = "overrides"
-    values["env"] = env_name
+        yield key, raw, "overrides"
 
-    coerced = {}
-    for key, raw in values.items():
-        f = known[key]
-        value = _coerce(key, raw, str(f.type))
-        meta = f.metadata
-        if meta.get("choices") and value not in meta["choices"]:
-            raise SettingsError(f"setting {key!r}: {value!r} is not one of {', '.join(meta['choices'])}")
-        if value is not None and meta.get("min") is not None and value < meta["min"]:
-            raise SettingsError(f"setting {key!r}: {value!r} is below the minimum {meta['min']}")
-        if value is not None and meta.get("max") is not None and value > meta["max"]:
-            raise SettingsError(f"setting {key!r}: {value!r} is above the maximum {meta['max']}")
-        coerced[key] = value
-    settings = Settings(**coerced)
 
+def _merge_layers(*layers: Layer) -> tuple[dict[str, Any], dict[str, str]]:
+    """The raw value of every key from the last layer that sets it, and the name of that layer."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for layer in layers:
+        for key, raw, source in layer:
+            values[key] = raw
+            sources[key] = source
+    return values, sources
+
+
+def _checked(spec: Field[Any], raw: Any) -> Any:
+    """``raw`` coerced to the setting's declared type and checked against its choices and bounds."""
+    key = spec.name
+    value = _coerce(key, raw, str(spec.type))
+    meta = spec.metadata
+    if meta.get("choices") and value not in meta["choices"]:
+        raise SettingsError(f"setting {key!r}: {value!r} is not one of {', '.join(meta['choices'])}")
+    if value is not None and meta.get("min") is not None and value < meta["min"]:
+        raise SettingsError(f"setting {key!r}: {value!r} is below the minimum {meta['min']}")
+    if value is not None and meta.get("max") is not None and value > meta["max"]:
+        raise SettingsError(f"setting {key!r}: {value!r} is above the maximum {meta['max']}")
+    return value
+
+
+def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
+    """The checks across settings: production's secrets, the Redis URL's scheme."""
     if settings.is_production:
         for key in SECRET_KEYS:
             if sources.get(key) not in ("environment", "overrides"):
@@ -174,4 +220,3 @@ def load_settings(
             raise SettingsError("setting 'secret_key': production needs a random secret of 32 characters or more")
     if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://")):
         raise SettingsError(f"setting 'redis_url': {settings.redis_url!r} is not a redis://, rediss:// or unix:// URL")
-    return settings

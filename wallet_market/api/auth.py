@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 def components() -> Components:
     """The services of this process (built by the composition root)."""
-    return current_app.extensions["wallet_market"]  # type: ignore[no-any-return]
+    return current_app.extensions["wallet_market"]
 
 
 def require(*roles: str):
@@ -36,4 +36,4 @@ def actor() -> str:
     return f"{principal.role}:{principal.name}:{principal.key_id}" if principal else "system"
 
 
-BEARER = [{"bearerAuth": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]

@@ -60,7 +60,10 @@ def demo_layouts(settings: Settings) -> tuple[dict[str, Any], dict[str, Any], An
         load_demo(comps.admin, comps.settings)
     comps.snapshots.refresh()
     app_key = comps.api_keys.create("app", name="demo")
-    partners = sorted(comps.snapshots.current.built.catalogue.partners)
+    snapshot = comps.snapshots.current
+    if snapshot is None:
+        raise RuntimeError(f"the demo rule set is not served: {comps.snapshots.last_error}")
+    partners = sorted(snapshot.built.catalogue.partners)
     comps.profiles.put(
         UserProfile.from_dict(
             {

@@ -17,12 +17,16 @@ import json
 import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 
 from ..services.catalogue_files import CatalogueFileError, demo_catalogue_path, read_catalogue_file
 from .context import BadInput, components, service_failure
+
+if TYPE_CHECKING:
+    from ..services.reconciliation import ReconciliationSources
 
 NON_TERMINAL_WIDTH = 160
 
@@ -150,7 +154,7 @@ def reconcile_command(
     from ..domain.reconcile import SettlementFileError, parse_settlement_csv
     from ..services.errors import ServiceError
     from ..reports.finance import render_reconciliation
-    from ..services.reconciliation import fetch_settlement, reconcile_partner
+    from ..services.reconciliation import reconcile_partner
     from ..reports.finance import write_reconciliation_report
 
     if (file is None) == (not pull):
@@ -159,12 +163,7 @@ def reconcile_command(
     comps = components()
 
     try:
-        if pull:
-            text = fetch_settlement(comps.reconciliation, partner_id, settlement_day)
-            source = f"pulled from {partner_id}'s settlement_url for {settlement_day.isoformat()}"
-        else:
-            text = _read_text(file)
-            source = f"file {file}"
+        text, source = _settlement_text(comps.reconciliation, partner_id, file, settlement_day)
         theirs = parse_settlement_csv(text)
     except SettlementFileError as exc:
         details = "\n".join(
@@ -199,6 +198,19 @@ def reconcile_command(
             click.echo(f"Report written to {report_path}.")
     if rec.exit_status:
         click.get_current_context().exit(rec.exit_status)
+
+
+def _settlement_text(
+    sources: ReconciliationSources, partner_id: str, file: Path | None, day: date | None
+) -> tuple[str, str]:
+    """The settlement file's text and where it came from: FILE, else pulled from the partner for ``day``."""
+    from ..services.reconciliation import fetch_settlement
+
+    if file is not None:
+        return _read_text(file), f"file {file}"
+    pull_day = day or _yesterday()
+    text = fetch_settlement(sources, partner_id, pull_day)
+    return text, f"pulled from {partner_id}'s settlement_url for {pull_day.isoformat()}"
 
 
 def _read_text(path: Path) -> str:

@@ -54,7 +54,7 @@ def postback_secret(partner_id: str, secret: str | None) -> None:
     if partner_id != IN_HOUSE and partner_id not in draft["partners"]:
         raise click.ClickException(f"no partner {partner_id!r} in the catalogue (nor {IN_HOUSE!r})")
     generated = secret is None
-    if generated:
+    if secret is None:
         secret = secrets.token_hex(24)
     if not 16 <= len(secret) <= 256:
         raise click.ClickException("the secret must be 16–256 characters")

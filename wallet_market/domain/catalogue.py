@@ -21,10 +21,10 @@ IN_HOUSE = "in_house"
 BPS = 10_000  # basis points in one whole
 
 
-def _tiered(value: int | Mapping[str, int] | None) -> int | dict[str, int] | None:
+def _tiered(value: int | Mapping[str, int]) -> int | dict[str, int]:
     if isinstance(value, Mapping):
         return {str(k): int(v) for k, v in value.items()}
-    return None if value is None else int(value)
+    return int(value)
 
 
 def by_tier(value: int | Mapping[str, int], risk_tier: str | None) -> int:

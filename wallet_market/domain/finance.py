@@ -37,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .catalogue import BPS, RISK_TIERS, SETTLEMENT_MODELS, Catalogue, Product
 from .economics import (
@@ -315,6 +315,7 @@ def parse_scenario(data: Mapping[str, Any], catalogue: Catalogue | None = None) 
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
         errors.add("name", "required: a non-empty string")
+        name = ""
 
     segments = _parse_segments(errors, data.get("segments"))
 
@@ -389,7 +390,9 @@ def _parse_segments(errors: _Errors, raw: Any) -> list[Segment]:
             errors.add(f"{path}.impressions", "required: a whole number of impressions")
         else:
             _check_int(errors, f"{path}.impressions", impressions, 0, None)
-        if len(errors.by_path) == before:
+        if len(errors.by_path) > before:
+            continue
+        if isinstance(name, str) and isinstance(logged_in, bool) and isinstance(impressions, int):
             segments.append(Segment(name, risk_tier, logged_in, impressions, declined))
     return segments
 
@@ -415,7 +418,7 @@ def check_scenario(scenario: Scenario, catalogue: Catalogue) -> None:
     errors.raise_if_any()
 
 
-def _merge(base: dict[str, Any], override: Mapping[str, Any], section: str | None = None) -> dict[str, Any]:
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any], section: str | None = None) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
         current = merged.get(key)
@@ -546,12 +549,12 @@ def breakeven_annual_loss(
     ``k × (m + L₀ − L) = R`` gives ``L = m + L₀ − R/k``. None when the line is flat
     (no loans) or the answer lies outside 0…10000 bps.
     """
-    if not _self_lent(product):
+    lending = product.lending
+    if lending is None or not _self_lent(product):
         return None
     per_bps = contribution_per_margin_bps(product, risk_tier, discount_rate_bps)
     if per_bps <= 0:
         return None
-    lending = product.lending
     loss = net_margin_bps(lending, risk_tier) + lending.annual_loss_for(risk_tier) - Fraction(referral_fen) / per_bps
     return loss if 0 <= loss <= BPS else None
 
@@ -695,7 +698,7 @@ class _Contender:
     revenue: RevenuePerImpression
 
 
-def _rank_key(view: str):
+def _rank_key(view: str) -> Callable[[_Contender], tuple[Fraction, bool, str]]:
     # At a tie the referral wins: a payout now, with no credit risk, beats an equal
     # contribution earned over the loan's life; then product id, for determinism.
     return lambda c: (-c.revenue.in_view(view), c.product.is_in_house, c.product.product_id)
@@ -816,8 +819,12 @@ def parameter_value(product: Product, parameter: str, risk_tier: str | None) -> 
     section, name = _PARAMETER_SOURCES[parameter]
     if section == "funnel" and name == "approval_rate_bps":
         return product.funnel.approval_for(risk_tier)
-    if section == "lending" and name == "annual_loss_bps":
-        return product.lending.annual_loss_for(risk_tier)
+    if section == "lending":
+        lending = product.lending
+        if lending is None:
+            raise ValueError(f"product {product.product_id} has no lending terms")
+        if name == "annual_loss_bps":
+            return lending.annual_loss_for(risk_tier)
     return getattr(getattr(product, section), name)
 
 

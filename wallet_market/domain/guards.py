@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .catalogue import (
     CONDITION_FIELDS,
@@ -23,6 +23,7 @@ from .catalogue import (
     Catalogue,
     Partner,
     Product,
+    Rule,
 )
 
 # Guard 1: the all-in APR may never exceed 24%, whatever the deployment configures.
@@ -256,63 +257,94 @@ def catalogue_violations(catalogue: Catalogue, apr_cap_bps: int) -> list[Violati
     return out
 
 
-def _rule_violations(rule: Any, catalogue: Catalogue, all_slots: set[str]) -> Iterable[Violation]:
+def _rule_violations(rule: Rule, catalogue: Catalogue, all_slots: set[str]) -> Iterator[Violation]:
+    """Every reason ``rule`` cannot be published: its action, references, parameters and condition."""
     prefix = f"rules[{rule.rule_id}]"
-    pages = catalogue.pages
     if rule.action not in RULE_ACTIONS:
         yield Violation(f"{prefix}.action", "rule_parameters", f"action must be one of {', '.join(RULE_ACTIONS)}")
-    if rule.page_id is not None and rule.page_id not in pages:
-        yield Violation(f"{prefix}.page_id", "unknown_reference", f"no page {rule.page_id!r}")
-    if rule.product_id is not None and rule.product_id not in catalogue.products:
-        yield Violation(f"{prefix}.product_id", "unknown_reference", f"no product {rule.product_id!r}")
-    if rule.partner_id is not None and rule.partner_id not in catalogue.partners:
-        yield Violation(f"{prefix}.partner_id", "unknown_reference", f"no partner {rule.partner_id!r}")
+    yield from _rule_reference_violations(rule, prefix, catalogue, all_slots)
+    for name, broken, message in _RULE_PARAMETERS.get(rule.action, ()):
+        if broken(rule):
+            yield Violation(f"{prefix}.{name}", "rule_parameters", message)
+    yield from _rule_condition_violations(rule, prefix)
+
+
+def _rule_reference_violations(
+    rule: Rule, prefix: str, catalogue: Catalogue, all_slots: set[str]
+) -> Iterator[Violation]:
+    """The page, product, partner and slot a rule names must exist (the slot on the rule's page, if any)."""
+    known: tuple[tuple[str, str, Mapping[str, object]], ...] = (
+        ("page_id", "page", catalogue.pages),
+        ("product_id", "product", catalogue.products),
+        ("partner_id", "partner", catalogue.partners),
+    )
+    for name, what, entries in known:
+        value = getattr(rule, name)
+        if value is not None and value not in entries:
+            yield Violation(f"{prefix}.{name}", "unknown_reference", f"no {what} {value!r}")
     if rule.slot_id is not None:
-        page = pages.get(rule.page_id) if rule.page_id is not None else None
-        known = {s.slot_id for s in page.slots} if page is not None else all_slots
-        if rule.slot_id not in known:
+        page = catalogue.pages.get(rule.page_id) if rule.page_id is not None else None
+        slots = {s.slot_id for s in page.slots} if page is not None else all_slots
+        if rule.slot_id not in slots:
             where = f"page {rule.page_id!r}" if page is not None else "any page"
             yield Violation(f"{prefix}.slot_id", "unknown_reference", f"no slot {rule.slot_id!r} on {where}")
 
-    action = rule.action
-    if action == "pin":
-        if rule.product_id is None:
-            yield Violation(f"{prefix}.product_id", "rule_parameters", "a pin names the product_id to pin")
-        if rule.slot_id is None:
-            yield Violation(f"{prefix}.slot_id", "rule_parameters", "a pin names the slot_id to pin into")
-    elif action == "boost":
-        if not isinstance(rule.factor_bps, int) or isinstance(rule.factor_bps, bool) or rule.factor_bps <= 0:
-            yield Violation(f"{prefix}.factor_bps", "rule_parameters", "a boost needs factor_bps above 0")
-        if rule.product_id is None and rule.partner_id is None:
-            yield Violation(f"{prefix}.product_id", "rule_parameters", "a boost names a product_id or a partner_id")
-    elif action == "floor":
-        if not isinstance(rule.floor_rpm_fen, int) or isinstance(rule.floor_rpm_fen, bool) or rule.floor_rpm_fen < 0:
-            yield Violation(f"{prefix}.floor_rpm_fen", "rule_parameters", "a floor needs floor_rpm_fen of 0 or more")
-    elif action == "partner_share_cap":
-        if rule.partner_id is None:
-            yield Violation(f"{prefix}.partner_id", "rule_parameters", "a partner share cap names the partner_id")
-        if not isinstance(rule.max_slots, int) or isinstance(rule.max_slots, bool) or rule.max_slots < 0:
-            message = "a partner share cap needs max_slots of 0 or more"
-            yield Violation(f"{prefix}.max_slots", "rule_parameters", message)
-    elif action == "exclude":
-        if rule.product_id is None and rule.partner_id is None:
-            yield Violation(f"{prefix}.product_id", "rule_parameters", "an exclude names a product_id or a partner_id")
 
+def _whole_number(value: object, minimum: int) -> bool:
+    """Whether ``value`` is an int (not a bool) of at least ``minimum``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _targets_nothing(rule: Rule) -> bool:
+    return rule.product_id is None and rule.partner_id is None
+
+
+# The parameters each action needs: (field, whether the rule gets it wrong, message).
+_RULE_PARAMETERS: dict[str, tuple[tuple[str, Callable[[Rule], bool], str], ...]] = {
+    "pin": (
+        ("product_id", lambda r: r.product_id is None, "a pin names the product_id to pin"),
+        ("slot_id", lambda r: r.slot_id is None, "a pin names the slot_id to pin into"),
+    ),
+    "boost": (
+        ("factor_bps", lambda r: not _whole_number(r.factor_bps, 1), "a boost needs factor_bps above 0"),
+        ("product_id", _targets_nothing, "a boost names a product_id or a partner_id"),
+    ),
+    "floor": (
+        ("floor_rpm_fen", lambda r: not _whole_number(r.floor_rpm_fen, 0), "a floor needs floor_rpm_fen of 0 or more"),
+    ),
+    "partner_share_cap": (
+        ("partner_id", lambda r: r.partner_id is None, "a partner share cap names the partner_id"),
+        ("max_slots", lambda r: not _whole_number(r.max_slots, 0), "a partner share cap needs max_slots of 0 or more"),
+    ),
+    "exclude": (
+        ("product_id", _targets_nothing, "an exclude names a product_id or a partner_id"),
+    ),
+}
+
+
+def _rule_condition_violations(rule: Rule, prefix: str) -> Iterator[Violation]:
     condition = rule.condition
     if not isinstance(condition, dict):
         yield Violation(f"{prefix}.condition", "rule_condition", "the condition is an object of field to values")
         return
     for name, accepted in condition.items():
-        path = f"{prefix}.condition.{name}"
-        if name not in CONDITION_FIELDS:
-            message = f"unknown condition field; use one of {', '.join(CONDITION_FIELDS)}"
-            yield Violation(path, "rule_condition", message)
-        elif name == "app_version" and isinstance(accepted, dict):
-            minimum = accepted.get("min")
-            if set(accepted) != {"min"} or not isinstance(minimum, str) or parse_version(minimum) is None:
-                yield Violation(path, "rule_condition", 'app_version takes a list of versions or {"min": "x.y.z"}')
-        elif not isinstance(accepted, list):
-            yield Violation(path, "rule_condition", "a condition field takes the list of values it accepts")
+        problem = _condition_problem(name, accepted)
+        if problem is not None:
+            yield Violation(f"{prefix}.condition.{name}", "rule_condition", problem)
+
+
+def _condition_problem(name: str, accepted: object) -> str | None:
+    """What is wrong with one field of a rule condition, or None."""
+    if name not in CONDITION_FIELDS:
+        return f"unknown condition field; use one of {', '.join(CONDITION_FIELDS)}"
+    if name == "app_version" and isinstance(accepted, dict):
+        minimum = accepted.get("min")
+        if set(accepted) != {"min"} or not isinstance(minimum, str) or parse_version(minimum) is None:
+            return 'app_version takes a list of versions or {"min": "x.y.z"}'
+        return None
+    if not isinstance(accepted, list):
+        return "a condition field takes the list of values it accepts"
+    return None
 
 
 def parse_version(text: Any) -> tuple[int, ...] | None:

@@ -5,7 +5,9 @@ built once per published rule set: each product's guard verdict and its
 expected revenue per impression (integer micro-fen, per risk tier, both views),
 and each page's rules in evaluation order with a small cache of which rules a
 request context matches. :func:`place` then costs a pass over the products, a
-few rule lookups and an exact assignment of products to slots.
+few rule lookups and an exact assignment of products to slots, run as a short
+pipeline of stages (facts, rules, eligibility, scores, assignment, exploration,
+explanation), each a function of what the earlier stages produced.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from .catalogue import BPS, IN_HOUSE, RISK_TIERS, Catalogue, Page, Partner, Product, Rule, Slot
 from .economics import GROUP_VIEW, PLATFORM_VIEW, expected_revenue_per_impression, to_micro_fen
@@ -240,7 +242,7 @@ class _PreparedRule:
         """The products the action applies to: one product, every product of a partner, or all."""
         self.target_ids = tuple(e.product_id for e in entries if self.targets(e))
 
-    def matches(self, values: Mapping[str, Any]) -> bool:
+    def matches(self, values: Mapping[str, object]) -> bool:
         for name, how, accepted in self.tests:
             value = values.get(name)
             if value is None:
@@ -271,25 +273,32 @@ class _PreparedRule:
         return True
 
 
+class _Audience:
+    """The slots of a page one audience (logged-in users, or visitors) sees."""
+
+    __slots__ = ("slots", "kinds", "best_first")
+
+    def __init__(self, slots: tuple[Slot, ...], position: Mapping[str, int]) -> None:
+        self.slots = slots  # in page order
+        self.kinds = frozenset(k for s in slots for k in s.accepts)
+        # By position weight, best first, then by position on the page.
+        self.best_first = tuple(sorted(slots, key=lambda s: (-s.position_weight_bps, position[s.slot_id])))
+
+
 class _PageEntry:
-    __slots__ = (
-        "page", "slots", "position", "visitor_slots", "kinds_all", "kinds_visitor", "rules",
-        "condition_fields", "_cache", "_lock",
-    )
+    __slots__ = ("page", "position", "users", "visitors", "rules", "condition_fields", "_cache", "_lock")
 
     def __init__(self, page: Page, rules: Iterable[_PreparedRule]) -> None:
         self.page = page
-        self.slots = page.slots
         self.position = {slot.slot_id: i for i, slot in enumerate(page.slots)}
-        self.visitor_slots = tuple(s for s in page.slots if s.visible_to_visitors)
-        self.kinds_all = frozenset(k for s in page.slots for k in s.accepts)
-        self.kinds_visitor = frozenset(k for s in self.visitor_slots for k in s.accepts)
+        self.users = _Audience(page.slots, self.position)
+        self.visitors = _Audience(tuple(s for s in page.slots if s.visible_to_visitors), self.position)
         self.rules = tuple(r for r in rules if r.rule.page_id in (None, page.page_id))
         self.condition_fields = tuple(sorted({name for r in self.rules for name, _, _ in r.tests}))
-        self._cache: OrderedDict[tuple, tuple[_PreparedRule, ...]] = OrderedDict()
+        self._cache: OrderedDict[tuple[object, ...], tuple[_PreparedRule, ...]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def matching_rules(self, values: Mapping[str, Any]) -> tuple[_PreparedRule, ...]:
+    def matching_rules(self, values: Mapping[str, object]) -> tuple[_PreparedRule, ...]:
         """Rules whose condition matches ``values``, in evaluation order (windows not yet checked)."""
         key = tuple(map(values.get, self.condition_fields))
         with self._lock:
@@ -315,9 +324,22 @@ class PlacementIndex:
     __slots__ = ("catalogue", "ruleset_version", "apr_cap_bps", "_entries", "_by_id", "_pages",
                  "_partners", "_partner_reasons", "_editorial", "_score_tables", "_static")
 
+    catalogue: Catalogue
+    ruleset_version: int
+    apr_cap_bps: int
+    _entries: tuple[_Entry, ...]  # in product-id order
+    _by_id: dict[str, _Entry]
+    _pages: dict[str, _PageEntry]
+    _partners: dict[str, Partner]
+    _editorial: dict[str, tuple[_Entry, ...]]  # page_id -> every product, the page's editorial order first
+    _score_tables: dict[tuple[str, str | None], dict[str, int]]  # (view, tier) -> product_id -> micro-fen
+    # Kept for one day: guard 3 per partner, and each product's all-day reason for a visitor / a logged-in user.
+    _partner_reasons: tuple[date, Mapping[str, str | None]] | None
+    _static: tuple[date, dict[bool, tuple[tuple[_Entry, str | None], ...]]] | None
+
     def __init__(self) -> None:  # use build()
-        self._partner_reasons: tuple[date, Mapping[str, str | None]] | None = None
-        self._static: tuple[date, dict[bool, tuple[tuple[_Entry, str | None], ...]]] | None = None
+        self._partner_reasons = None
+        self._static = None
 
     @classmethod
     def build(cls, catalogue: Catalogue, policy: PlacementPolicy | None = None) -> "PlacementIndex":
@@ -371,7 +393,7 @@ class PlacementIndex:
             raise UnknownPage(page_id)
         return tuple(sorted({
             e.partner_id for e in self._entries
-            if e.needs_prescreen and e.partner_id is not None and e.kind in page.kinds_all
+            if e.needs_prescreen and e.partner_id is not None and e.kind in page.users.kinds
         }))
 
     def product(self, product_id: str) -> Product | None:
@@ -412,13 +434,245 @@ class PlacementIndex:
 
 
 # -- one request -------------------------------------------------------------
+#
+# place() runs the stages below in order. Each stage is a function of what the
+# earlier ones produced:
+#   facts        what this request knows about the user, the time and the counters
+#   rules        the page's rules matching the request, sorted by what they do
+#   eligibility  the reason each product may not be placed (None when it may)
+#   scores       expected revenue per impression after boosts; floors; the candidates
+#   assignment   pins, then the optimal (or editorial) assignment, then fallbacks
+#   exploration  ε-greedy on the assignment, with the propensity of what is shown
+#   explanation  the slot decisions, and on request why each product won or lost
+
+
+def place(
+    index: PlacementIndex,
+    ctx: RequestContext,
+    state: UserState,
+    policy: PlacementPolicy,
+    explain: bool = False,
+    rng: random.Random | None = None,
+) -> Decision:
+    """Lay out ``ctx.page_id`` for this request.
+
+    Raises :class:`UnknownPage` for a page the catalogue does not have.
+    ``rng`` draws the exploration choice when ``policy.exploration_bps`` is above
+    zero; with zero exploration the layout is fully deterministic.
+    """
+    page = index._pages.get(ctx.page_id)
+    if page is None:
+        raise UnknownPage(ctx.page_id)
+    facts = _facts(index, ctx, state, policy)
+    effects = _rules(page, ctx, facts)
+    audience = page.users if facts.logged_in else page.visitors
+    reason = _eligibility(index.static_verdicts(facts.today, facts.logged_in), facts, audience.kinds, effects.excluded)
+    scores = _scores(index.score_table(policy.view, facts.tier), effects.boosts)
+    notes: dict[str, list[str]] | None = {} if explain else None
+
+    assignment = _Assignment(effects.caps)
+    if effects.pins:
+        _pins(effects.pins, page, audience.slots, index._by_id, reason, assignment, notes)
+    if effects.floors:
+        _apply_floors(effects.floors, reason, scores, assignment.pinned)
+    propensity: Mapping[str, int] = _NO_EXPLORATION
+    if facts.personalized:
+        order = _free_slots(audience.best_first, assignment)
+        cands = _candidates(index._entries, reason, scores, assignment.pinned)
+        _assign_optimal(order, cands, scores, assignment)
+        if policy.exploration_bps > 0 and order:
+            propensity = _explore(order, cands, assignment, policy.exploration_bps, rng)
+    else:
+        _assign_editorial(_free_slots(audience.slots, assignment), index._editorial[ctx.page_id], reason, assignment)
+    _assign_fallbacks(audience.slots, index._by_id, facts, reason, assignment, notes)
+
+    decided, total = _slot_decisions(audience.slots, page.position, assignment.chosen, scores, propensity)
+    explanations: tuple[CandidateExplanation, ...] = ()
+    if notes is not None:
+        explanations = _explain(
+            index._entries, audience.best_first, decided, reason, scores, effects.boosts, notes, policy.view,
+            facts.tier, facts.personalized,
+        )
+    return Decision(
+        page_id=ctx.page_id,
+        ruleset_version=index.ruleset_version,
+        personalized=facts.personalized,
+        slots=tuple(decided),
+        explanations=explanations,
+        total_expected_micro_fen=total,
+    )
+
+
+# -- stage: facts
 
 
 class _Facts:
-    """The request's facts eligibility is checked against."""
+    """The request's facts that eligibility and rule conditions are checked against."""
 
-    __slots__ = ("now", "logged_in", "check_tier", "tier", "age", "region", "share", "declined_recently",
-                 "impressions", "suppressed", "lead_capped", "prescreen", "partner_reasons")
+    __slots__ = ("now", "today", "logged_in", "personalized", "tier", "check_tier", "age", "region", "share",
+                 "declined_recently", "impressions", "suppressed", "lead_capped", "prescreen", "partner_reasons")
+
+    now: datetime  # always timezone-aware
+    today: date
+    logged_in: bool
+    personalized: bool
+    tier: str | None  # the risk tier scores and eligibility use: None for a visitor or without personalisation
+    check_tier: bool
+    age: int | None
+    region: str | None  # the profile's region, else the request's
+    share: frozenset[str]  # partners the user consents to share data with
+    declined_recently: bool  # declined by the in-house lender within the cool-down
+    impressions: Mapping[str, int]  # product_id -> impressions today
+    suppressed: frozenset[str]
+    lead_capped: frozenset[str]
+    prescreen: Mapping[str, str]
+    partner_reasons: Mapping[str, str | None]  # guard 3 verdict of each partner today
+
+
+def _facts(index: PlacementIndex, ctx: RequestContext, state: UserState, policy: PlacementPolicy) -> _Facts:
+    """What the request knows: the time (UTC when naive), the user's profile and today's counters."""
+    f = _Facts()
+    now = f.now = ctx.now if ctx.now.tzinfo is not None else ctx.now.replace(tzinfo=timezone.utc)
+    today = f.today = now.date()
+    user = ctx.user
+    f.logged_in = user is not None
+    personalized = f.personalized = user.personalized if user is not None else True
+    tier = f.tier = user.risk_tier if user is not None and personalized else None
+    f.check_tier = personalized and tier is not None
+    f.age = user.age if user is not None else None
+    f.region = (user.region if user is not None else None) or ctx.region
+    f.share = user.share_with_partners if user is not None else frozenset()
+    f.declined_recently = user is not None and user.declined_in_house_within(today, policy.decline_cooldown_days)
+    f.impressions = state.impressions_today
+    f.suppressed = state.suppressed_partners
+    f.lead_capped = state.partners_at_lead_cap
+    f.prescreen = state.prescreen
+    f.partner_reasons = index.partner_reasons(today)
+    return f
+
+
+# -- stage: rules
+
+
+class _RuleEffects:
+    """The matching rules of a request, sorted by what they do, in evaluation order."""
+
+    __slots__ = ("excluded", "boosts", "floors", "pins", "caps")
+
+    def __init__(self) -> None:
+        self.excluded: dict[str, str] = {}  # product_id -> the first rule excluding it
+        self.boosts: dict[str, list[int]] = {}  # product_id -> boost factors (bps), in order
+        self.floors: list[tuple[_PreparedRule, int]] = []  # each floor rule with its threshold in micro-fen
+        self.pins: list[_PreparedRule] = []
+        self.caps: dict[str, int] = {}  # partner_id -> most slots of the page it may fill
+
+
+def _rules(page: _PageEntry, ctx: RequestContext, facts: _Facts) -> _RuleEffects:
+    """The effects of the page's rules whose condition and window match this request."""
+    values = _condition_values(ctx, facts)
+    now = facts.now
+    rules = [r for r in page.matching_rules(values) if r.window is None or r.window.contains(now)]
+    return _rule_effects(rules, facts.personalized)
+
+
+def _condition_values(ctx: RequestContext, facts: _Facts) -> dict[str, object]:
+    """The request's value of every field a rule condition can test (None when unknown).
+
+    Without personalisation the profile-driven fields are hidden (guard 7).
+    """
+    user = ctx.user
+    values: dict[str, object] = {
+        "logged_in": facts.logged_in,
+        "risk_tier": facts.tier,
+        "in_house_decision": user.in_house_decision if user is not None else None,
+        "age_band": user.age_band if user is not None else None,
+        "region": facts.region,
+        "device_model": ctx.device_model,
+        "app_version": ctx.app_version,
+        "new_user": ctx.new_user,
+        "experiment_arm": ctx.experiment_arm,
+        "page": ctx.page_id,
+    }
+    if not facts.personalized:
+        for name in _PROFILE_DRIVEN_FIELDS:
+            values[name] = None
+    return values
+
+
+def _rule_effects(rules: Iterable[_PreparedRule], personalized: bool) -> _RuleEffects:
+    """Sort ``rules`` by action; without personalisation boosts and floors do not apply (guard 7)."""
+    effects = _RuleEffects()
+    for r in rules:
+        if personalized or r.action not in _PERSONALIZED_ACTIONS:
+            add = _ADD_EFFECT.get(r.action)
+            if add is not None:
+                add(effects, r)
+    return effects
+
+
+def _add_exclude(effects: _RuleEffects, r: _PreparedRule) -> None:
+    if r.product_id or r.partner_id:
+        for pid in r.target_ids:
+            effects.excluded.setdefault(pid, r.rule_id)
+
+
+def _add_pin(effects: _RuleEffects, r: _PreparedRule) -> None:
+    effects.pins.append(r)
+
+
+def _add_share_cap(effects: _RuleEffects, r: _PreparedRule) -> None:
+    if r.partner_id is not None and r.max_slots is not None:
+        cap = max(0, r.max_slots)
+        effects.caps[r.partner_id] = min(effects.caps.get(r.partner_id, cap), cap)
+
+
+def _add_boost(effects: _RuleEffects, r: _PreparedRule) -> None:
+    if r.factor_bps and (r.product_id or r.partner_id):
+        for pid in r.target_ids:
+            effects.boosts.setdefault(pid, []).append(r.factor_bps)
+
+
+def _add_floor(effects: _RuleEffects, r: _PreparedRule) -> None:
+    if r.floor_rpm_fen is not None:
+        effects.floors.append((r, r.floor_rpm_fen * 1000))  # rpm fen -> micro-fen per impression
+
+
+_ADD_EFFECT: dict[str, Callable[[_RuleEffects, _PreparedRule], None]] = {
+    "exclude": _add_exclude,
+    "pin": _add_pin,
+    "partner_share_cap": _add_share_cap,
+    "boost": _add_boost,
+    "floor": _add_floor,
+}
+_PERSONALIZED_ACTIONS = frozenset({"boost", "floor"})
+
+
+# -- stage: eligibility
+
+
+def _eligibility(
+    verdicts: Iterable[tuple[_Entry, str | None]], f: _Facts, kinds: frozenset[str], excluded: Mapping[str, str]
+) -> dict[str, str | None]:
+    """The first reason each product may not be placed for this request, or None; then rule excludes.
+
+    ``verdicts`` are the index's reasons that hold all day (:meth:`PlacementIndex.static_verdicts`).
+    """
+    now = f.now
+    reason: dict[str, str | None] = {}
+    for e, why in verdicts:
+        if not e.status_ok:
+            why = "status"
+        elif e.window is not None and not e.window.contains(now):
+            why = "schedule"
+        elif why is None:
+            why = _user_reason(e, f)
+            if why is None and e.kind not in kinds:
+                why = "kind_not_accepted"
+        reason[e.product_id] = why
+    for pid, rule_id in excluded.items():
+        if reason[pid] is None:
+            reason[pid] = f"rule:{rule_id}"
+    return reason
 
 
 def _static_reason(e: _Entry, partner_reasons: Mapping[str, str | None], logged_in: bool) -> str | None:
@@ -433,6 +687,9 @@ def _static_reason(e: _Entry, partner_reasons: Mapping[str, str | None], logged_
     if not logged_in and (e.requires_login or partner_id is not None):
         return "login_required"
     return None
+
+
+_PRESCREEN_REASONS: dict[str | None, str] = {None: "prescreen:pending", "existing": "prescreen:existing"}
 
 
 def _user_reason(e: _Entry, f: _Facts, check_frequency: bool = True) -> str | None:
@@ -459,19 +716,34 @@ def _user_reason(e: _Entry, f: _Facts, check_frequency: bool = True) -> str | No
         if e.needs_prescreen:
             outcome = f.prescreen.get(partner_id)
             if outcome != "new":
-                if outcome is None:
-                    return "prescreen:pending"
-                return "prescreen:existing" if outcome == "existing" else "prescreen:failed"
+                return _PRESCREEN_REASONS.get(outcome, "prescreen:failed")
     return None
 
 
-def _eligibility(e: _Entry, f: _Facts, check_frequency: bool = True) -> str | None:
+def _entry_reason(e: _Entry, f: _Facts, check_frequency: bool = True) -> str | None:
     """The first reason ``e`` may not be placed for this request, or None (DESIGN §4, §6)."""
     if not e.status_ok:
         return "status"
     if e.window is not None and not e.window.contains(f.now):
         return "schedule"
     return _static_reason(e, f.partner_reasons, f.logged_in) or _user_reason(e, f, check_frequency)
+
+
+# -- stage: scores
+
+
+def _scores(table: Mapping[str, int], boosts: Mapping[str, list[int]]) -> Mapping[str, int]:
+    """Every product's expected revenue per impression (micro-fen, weight 1) with its boosts applied.
+
+    ``table`` is the index's score table for the request's view and tier; it is
+    copied only when a boost changes it.
+    """
+    if not boosts:
+        return table
+    scores = dict(table)
+    for pid, factors in boosts.items():
+        scores[pid] = _boosted(scores[pid], factors)
+    return scores
 
 
 def _boosted(score: int, factors: list[int]) -> int:
@@ -490,210 +762,178 @@ def _div_round(numerator: int, denominator: int) -> int:
     return -((-2 * numerator + denominator) // (2 * denominator))
 
 
-def place(
-    index: PlacementIndex,
-    ctx: RequestContext,
-    state: UserState,
-    policy: PlacementPolicy,
-    explain: bool = False,
-    rng: random.Random | None = None,
-) -> Decision:
-    """Lay out ``ctx.page_id`` for this request.
-
-    Raises :class:`UnknownPage` for a page the catalogue does not have.
-    ``rng`` draws the exploration choice when ``policy.exploration_bps`` is above
-    zero; with zero exploration the layout is fully deterministic.
-    """
-    page = index._pages.get(ctx.page_id)
-    if page is None:
-        raise UnknownPage(ctx.page_id)
-    user = ctx.user
-    logged_in = user is not None
-    personalized = user.personalized if user is not None else True
-    now = ctx.now
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
-    today = now.date()
-    view = policy.view
-    tier = user.risk_tier if (user is not None and personalized) else None
-
-    f = _Facts()
-    f.now = now
-    f.logged_in = logged_in
-    f.tier = tier
-    f.check_tier = personalized and tier is not None
-    f.age = user.age if user is not None else None
-    f.region = (user.region if user is not None else None) or ctx.region
-    f.share = user.share_with_partners if user is not None else frozenset()
-    f.declined_recently = user is not None and user.declined_in_house_within(today, policy.decline_cooldown_days)
-    f.impressions = state.impressions_today
-    f.suppressed = state.suppressed_partners
-    f.lead_capped = state.partners_at_lead_cap
-    f.prescreen = state.prescreen
-    f.partner_reasons = index.partner_reasons(today)
-
-    values = {
-        "logged_in": logged_in,
-        "risk_tier": tier,
-        "in_house_decision": user.in_house_decision if user is not None else None,
-        "age_band": user.age_band if user is not None else None,
-        "region": f.region,
-        "device_model": ctx.device_model,
-        "app_version": ctx.app_version,
-        "new_user": ctx.new_user,
-        "experiment_arm": ctx.experiment_arm,
-        "page": ctx.page_id,
-    }
-    if not personalized:
-        for name in _PROFILE_DRIVEN_FIELDS:
-            values[name] = None
-    rules = [r for r in page.matching_rules(values) if r.window is None or r.window.contains(now)]
-
-    slots = page.slots if logged_in else page.visitor_slots
-    kinds = page.kinds_all if logged_in else page.kinds_visitor
-    entries = index._entries
-    by_id = index._by_id
-
-    # Eligibility, then rule excludes.
-    reason: dict[str, str | None] = {}
-    for e, why in index.static_verdicts(today, logged_in):
-        if not e.status_ok:
-            why = "status"
-        elif e.window is not None and not e.window.contains(now):
-            why = "schedule"
-        elif why is None:
-            why = _user_reason(e, f)
-            if why is None and e.kind not in kinds:
-                why = "kind_not_accepted"
-        reason[e.product_id] = why
-    excluded: dict[str, str] = {}
-    boosts: dict[str, list[int]] = {}
-    floors: list[_PreparedRule] = []
-    pins: list[_PreparedRule] = []
-    caps: dict[str, int] = {}
-    for r in rules:
-        action = r.action
-        if action == "exclude":
-            if r.product_id or r.partner_id:
-                for pid in r.target_ids:
-                    excluded.setdefault(pid, r.rule_id)
-        elif action == "pin":
-            pins.append(r)
-        elif action == "partner_share_cap":
-            if r.partner_id is not None and r.max_slots is not None:
-                caps[r.partner_id] = min(caps.get(r.partner_id, r.max_slots), r.max_slots)
-        elif not personalized:
-            continue  # guard 7: no boosts or floors without personalisation
-        elif action == "boost":
-            if r.factor_bps and (r.product_id or r.partner_id):
-                for pid in r.target_ids:
-                    boosts.setdefault(pid, []).append(r.factor_bps)
-        elif action == "floor":
-            if r.floor_rpm_fen is not None:
-                floors.append(r)
-    for pid, rule_id in excluded.items():
-        if reason[pid] is None:
-            reason[pid] = f"rule:{rule_id}"
-
-    score_tier = tier if personalized else None
-    scores: Mapping[str, int] = index.score_table(view, score_tier)
-    if boosts:
-        scores = dict(scores)
-        for pid, factors in boosts.items():
-            scores[pid] = _boosted(scores[pid], factors)
-
-    notes: dict[str, list[str]] = {}
-
-    # Pins: first matching pin per slot; a product pinned once only; caps count pins.
-    shown = {s.slot_id: s for s in slots}
-    pinned: dict[str, str] = {}  # slot_id -> product_id
-    pinned_by: dict[str, str] = {}  # slot_id -> rule_id
-    placed_per_partner: dict[str, int] = {}
-    for r in pins:
-        pid, sid = r.product_id, r.slot_id
-        if pid is None or sid is None or pid not in by_id:
-            continue
-        why_not = None
-        slot = shown.get(sid)
-        if slot is None:
-            why_not = "slot not shown on this page" if sid not in page.position else "slot not shown to visitors"
-        elif sid in pinned:
-            why_not = f"slot already pinned by rule {pinned_by[sid]}"
-        elif pid in pinned.values():
-            why_not = "product already pinned"
-        elif reason[pid] is not None:
-            why_not = f"product filtered ({reason[pid]})"
-        elif by_id[pid].kind not in slot.accepts:
-            why_not = "slot does not accept this kind"
-        else:
-            partner_id = by_id[pid].partner_id
-            if partner_id in caps and placed_per_partner.get(partner_id, 0) >= caps[partner_id]:
-                why_not = "partner share cap reached"
-        if why_not is not None:
-            if explain:
-                notes.setdefault(pid, []).append(f"pin rule {r.rule_id} ignored: {why_not}")
-            continue
-        pinned[sid] = pid
-        pinned_by[sid] = r.rule_id
-        partner_id = by_id[pid].partner_id
-        if partner_id is not None:
-            placed_per_partner[partner_id] = placed_per_partner.get(partner_id, 0) + 1
-    pinned_products = set(pinned.values())
-
-    # Floors (pinned products are not floored).
-    for r in floors:
-        threshold = r.floor_rpm_fen * 1000  # rpm fen -> micro-fen per impression
+def _apply_floors(
+    floors: Iterable[tuple[_PreparedRule, int]],
+    reason: dict[str, str | None],
+    scores: Mapping[str, int],
+    pinned_products: set[str],
+) -> None:
+    """Filter the products a floor rule targets that score below its threshold (pinned ones are not floored)."""
+    for r, threshold in floors:
         for pid in r.target_ids:
             if reason[pid] is None and pid not in pinned_products and scores[pid] < threshold:
                 reason[pid] = f"floor:{r.rule_id}"
 
-    free_slots = [s for s in slots if s.slot_id not in pinned]
-    cap_left = {p: max(0, c - placed_per_partner.get(p, 0)) for p, c in caps.items()}
-    chosen: dict[str, tuple[str, str]] = {}  # slot_id -> (product_id, reason)
-    for sid, pid in pinned.items():
-        chosen[sid] = (pid, "pinned")
-    propensity: dict[str, int] = {}
 
-    if personalized:
-        order = sorted(free_slots, key=lambda s: (-s.position_weight_bps, page.position[s.slot_id]))
-        cands = [
-            e for e in entries
-            if reason[e.product_id] is None and e.product_id not in pinned_products and scores[e.product_id] >= 0
-        ]
-        # Best score first; the entries come in product-id order and the sort is stable, so ties stay in it.
-        cands.sort(key=lambda e: scores[e.product_id], reverse=True)
-        assignment = _ASSIGNMENTS.solve(
-            [s.position_weight_bps for s in order],
-            [s.accepts for s in order],
-            [(scores[e.product_id], e.kind, e.partner_id) for e in cands],
-            cap_left,
-        )
-        for slot, j in zip(order, assignment):
-            if j >= 0:
-                chosen[slot.slot_id] = (cands[j].product_id, "optimal")
-                partner_id = cands[j].partner_id
-                if partner_id in cap_left:
-                    cap_left[partner_id] -= 1
-        if policy.exploration_bps > 0 and order:
-            _explore(order[0], chosen, cands, scores, cap_left, policy.exploration_bps, rng, propensity)
-    else:
-        on_page = set(pinned_products)
-        editorial = index._editorial[page.page.page_id]
-        for slot in free_slots:
-            for e in editorial:
-                pid = e.product_id
-                if reason[pid] is not None or pid in on_page or e.kind not in slot.accepts:
-                    continue
-                if e.partner_id in cap_left:
-                    if cap_left[e.partner_id] <= 0:
-                        continue
-                    cap_left[e.partner_id] -= 1
-                chosen[slot.slot_id] = (pid, "editorial")
-                on_page.add(pid)
-                break
+def _candidates(
+    entries: Iterable[_Entry], reason: Mapping[str, str | None], scores: Mapping[str, int], pinned_products: set[str]
+) -> list[_Entry]:
+    """The eligible, unpinned products that do not lose money, best score first.
 
-    # Fallbacks for slots left empty: guards, login and consent still hold;
-    # frequency caps, rule excludes and floors do not.
+    The entries come in product-id order and the sort is stable, so ties stay in it.
+    """
+    cands = [
+        e for e in entries
+        if reason[e.product_id] is None and e.product_id not in pinned_products and scores[e.product_id] >= 0
+    ]
+    cands.sort(key=lambda e: scores[e.product_id], reverse=True)
+    return cands
+
+
+# -- stage: assignment
+
+
+class _Assignment:
+    """The layout as it is filled: the product and reason of each filled slot, and the share caps left."""
+
+    __slots__ = ("chosen", "cap_left", "pinned")
+
+    def __init__(self, caps: Mapping[str, int]) -> None:
+        self.chosen: dict[str, tuple[str, str]] = {}  # slot_id -> (product_id, reason)
+        self.cap_left: dict[str, int] = dict(caps)  # partner_id -> slots it may still take
+        self.pinned: set[str] = set()  # the products pinned
+
+    def pin(self, slot_id: str, e: _Entry) -> None:
+        """Fill ``slot_id`` with ``e`` by a pin rule, counting it against its partner's share cap."""
+        self.chosen[slot_id] = (e.product_id, "pinned")
+        self.pinned.add(e.product_id)
+        if e.partner_id is not None and e.partner_id in self.cap_left:
+            self.cap_left[e.partner_id] -= 1
+
+    def take_share(self, partner_id: str | None) -> bool:
+        """Count one slot against ``partner_id``'s share cap; False when it has none left."""
+        cap_left = self.cap_left
+        if partner_id is None or partner_id not in cap_left:
+            return True
+        if cap_left[partner_id] <= 0:
+            return False
+        cap_left[partner_id] -= 1
+        return True
+
+
+def _pins(
+    pins: Iterable[_PreparedRule],
+    page: _PageEntry,
+    slots: tuple[Slot, ...],
+    by_id: Mapping[str, _Entry],
+    reason: Mapping[str, str | None],
+    assignment: _Assignment,
+    notes: dict[str, list[str]] | None,
+) -> None:
+    """Fill each slot with its first applicable pin; a product is pinned once only, within share caps.
+
+    A pin that does not apply is noted against its product when ``notes`` is given.
+    """
+    shown = {s.slot_id: s for s in slots}
+    pinned_by: dict[str, str] = {}  # slot_id -> rule_id
+    for r in pins:
+        pid, sid = r.product_id, r.slot_id
+        if pid is None or sid is None or pid not in by_id:
+            continue
+        e = by_id[pid]
+        why_not = _pin_refusal(e, sid, shown.get(sid), page, pinned_by, reason, assignment)
+        if why_not is not None:
+            if notes is not None:
+                notes.setdefault(pid, []).append(f"pin rule {r.rule_id} ignored: {why_not}")
+            continue
+        assignment.pin(sid, e)
+        pinned_by[sid] = r.rule_id
+
+
+def _pin_refusal(
+    e: _Entry,
+    sid: str,
+    slot: Slot | None,
+    page: _PageEntry,
+    pinned_by: Mapping[str, str],
+    reason: Mapping[str, str | None],
+    assignment: _Assignment,
+) -> str | None:
+    """Why pinning ``e`` into slot ``sid`` does not apply to this request, or None when it does."""
+    pid = e.product_id
+    if slot is None:
+        return "slot not shown on this page" if sid not in page.position else "slot not shown to visitors"
+    if sid in pinned_by:
+        return f"slot already pinned by rule {pinned_by[sid]}"
+    if pid in assignment.pinned:
+        return "product already pinned"
+    if reason[pid] is not None:
+        return f"product filtered ({reason[pid]})"
+    if e.kind not in slot.accepts:
+        return "slot does not accept this kind"
+    partner_id = e.partner_id
+    if partner_id is not None and assignment.cap_left.get(partner_id, 1) <= 0:
+        return "partner share cap reached"
+    return None
+
+
+def _free_slots(slots: Iterable[Slot], assignment: _Assignment) -> list[Slot]:
+    """The slots of ``slots`` not filled yet, in the same order."""
+    chosen = assignment.chosen
+    return [s for s in slots if s.slot_id not in chosen]
+
+
+def _assign_optimal(
+    order: list[Slot], cands: list[_Entry], scores: Mapping[str, int], assignment: _Assignment
+) -> None:
+    """Fill the free slots (``order``, best first) with the assignment of ``cands`` maximising revenue."""
+    cap_left = assignment.cap_left
+    solved = _ASSIGNMENTS.solve(
+        [s.position_weight_bps for s in order],
+        [s.accepts for s in order],
+        [(scores[e.product_id], e.kind, e.partner_id) for e in cands],
+        cap_left,
+    )
+    chosen = assignment.chosen
+    for slot, j in zip(order, solved):
+        if j >= 0:
+            e = cands[j]
+            chosen[slot.slot_id] = (e.product_id, "optimal")
+            if e.partner_id is not None and e.partner_id in cap_left:
+                cap_left[e.partner_id] -= 1
+
+
+def _assign_editorial(
+    free: list[Slot], editorial: tuple[_Entry, ...], reason: Mapping[str, str | None], assignment: _Assignment
+) -> None:
+    """Without personalisation: each free slot, in page order, takes the first eligible product of the page's order."""
+    on_page = set(assignment.pinned)
+    chosen = assignment.chosen
+    for slot in free:
+        for e in editorial:
+            pid = e.product_id
+            if reason[pid] is not None or pid in on_page or e.kind not in slot.accepts:
+                continue
+            if not assignment.take_share(e.partner_id):
+                continue
+            chosen[slot.slot_id] = (pid, "editorial")
+            on_page.add(pid)
+            break
+
+
+def _assign_fallbacks(
+    slots: tuple[Slot, ...],
+    by_id: Mapping[str, _Entry],
+    f: _Facts,
+    reason: Mapping[str, str | None],
+    assignment: _Assignment,
+    notes: dict[str, list[str]] | None,
+) -> None:
+    """Each slot left empty takes its fallback product when that may be shown.
+
+    Guards, login and consent still hold; frequency caps, rule excludes and floors do not.
+    """
+    chosen = assignment.chosen
     on_page = {pid for pid, _ in chosen.values()}
     for slot in slots:
         sid = slot.slot_id
@@ -701,52 +941,19 @@ def place(
         if sid in chosen or pid is None or pid in on_page:
             continue
         e = by_id.get(pid)
-        if e is None or e.kind not in slot.accepts:
+        if e is None or e.kind not in slot.accepts or _entry_reason(e, f, check_frequency=False) is not None:
             continue
-        if _eligibility(e, f, check_frequency=False) is not None:
+        if not assignment.take_share(e.partner_id):
             continue
-        if e.partner_id in cap_left:
-            if cap_left[e.partner_id] <= 0:
-                continue
-            cap_left[e.partner_id] -= 1
         chosen[sid] = (pid, "fallback")
         on_page.add(pid)
-        if explain and reason[pid] is not None:
+        if notes is not None and reason[pid] is not None:
             notes.setdefault(pid, []).append(f"placed as {sid}'s fallback despite {reason[pid]}")
 
-    decided: list[SlotDecision] = []
-    total = 0
-    for slot in slots:
-        hit = chosen.get(slot.slot_id)
-        if hit is None:
-            continue
-        pid, why = hit
-        value = _div_round(scores[pid] * slot.position_weight_bps, BPS)
-        total += value
-        decided.append(
-            SlotDecision(
-                slot_id=slot.slot_id,
-                position=page.position[slot.slot_id],
-                product_id=pid,
-                expected_revenue_micro_fen=value,
-                propensity_bps=propensity.get(slot.slot_id, DETERMINISTIC_BPS),
-                reason=why,
-            )
-        )
 
-    explanations: tuple[CandidateExplanation, ...] = ()
-    if explain:
-        explanations = _explain(
-            entries, slots, decided, reason, scores, boosts, notes, view, score_tier, personalized
-        )
-    return Decision(
-        page_id=ctx.page_id,
-        ruleset_version=index.ruleset_version,
-        personalized=personalized,
-        slots=tuple(decided),
-        explanations=explanations,
-        total_expected_micro_fen=total,
-    )
+_MemoKey = tuple[
+    tuple[int, ...], tuple[tuple[str, ...], ...], tuple[tuple[int, str, str | None], ...], tuple[tuple[str, int], ...]
+]
 
 
 class _AssignmentMemo:
@@ -760,10 +967,17 @@ class _AssignmentMemo:
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
-        self._solved: OrderedDict[tuple, tuple[int, ...]] = OrderedDict()
+        self._solved: OrderedDict[_MemoKey, tuple[int, ...]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def solve(self, weights, accepts, cands, cap_left) -> list[int]:
+    def solve(
+        self,
+        weights: list[int],
+        accepts: list[tuple[str, ...]],
+        cands: list[tuple[int, str, str | None]],
+        cap_left: Mapping[str, int],
+    ) -> list[int]:
+        """:func:`_optimal_assignment` of these inputs, solved once per distinct instance."""
         key = (tuple(weights), tuple(accepts), tuple(cands), tuple(sorted(cap_left.items())))
         with self._lock:
             hit = self._solved.get(key)
@@ -800,7 +1014,7 @@ def _optimal_assignment(
     cannot beat the best layout found is cut. Ties keep the first layout found.
     """
     n = len(weights)
-    pool = [j for j, (_, _, partner) in enumerate(cands) if cap_left.get(partner, 1) > 0]  # type: ignore[arg-type]
+    pool = [j for j, (_, _, partner) in enumerate(cands) if partner is None or cap_left.get(partner, 1) > 0]
     if n == 0 or not pool:
         return [-1] * n
     value, choice = _best_by_kind(weights, accepts, cands, pool)
@@ -931,57 +1145,133 @@ def _best_by_kind(
     return after_slot[0][0], choice
 
 
+# -- stage: exploration
+
+_NO_EXPLORATION: Mapping[str, int] = {}  # read only: the propensities of a layout nothing was explored on
+
+
 def _explore(
-    slot: Slot,
-    chosen: dict[str, tuple[str, str]],
+    order: list[Slot],
     cands: list[_Entry],
-    scores: Mapping[str, int],
-    cap_left: dict[str, int],
+    assignment: _Assignment,
     exploration_bps: int,
     rng: random.Random | None,
-    propensity: dict[str, int],
-) -> None:
-    """ε-greedy on the best free slot: with probability ε a uniform pick among its alternatives.
+) -> dict[str, int]:
+    """ε-greedy on the assignment: the best free slot (``order[0]``) may show another candidate.
 
-    The propensity recorded is the exact probability of the product shown, so
-    off-policy evaluation can reweight it.
+    Changes ``assignment`` when it does; returns the propensity (bps) of what each
+    explored slot shows. A slot not in it was filled deterministically.
     """
-    current = chosen.get(slot.slot_id)
+    propensity: dict[str, int] = {}
+    slot = order[0]
+    shown = _explore_slot(slot, cands, assignment, exploration_bps, rng)
+    if shown is not None:
+        propensity[slot.slot_id] = shown
+    return propensity
+
+
+def _explore_slot(
+    slot: Slot,
+    cands: list[_Entry],
+    assignment: _Assignment,
+    exploration_bps: int,
+    rng: random.Random | None,
+) -> int | None:
+    """With probability ε a uniform pick among the slot's alternatives instead of its optimal product.
+
+    Returns the exact probability (bps, at least 1) of the product the slot
+    shows, so off-policy evaluation can reweight it; None when the slot has no
+    alternative to explore.
+    """
+    current = assignment.chosen.get(slot.slot_id)
     if current is None:
-        return
+        return None
     optimal = current[0]
-    elsewhere = {pid for sid, (pid, _) in chosen.items() if sid != slot.slot_id}
-    optimal_partner = next((e.partner_id for e in cands if e.product_id == optimal), None)
-    alternatives = []
-    for e in cands:
-        if e.product_id in elsewhere or e.kind not in slot.accepts:
-            continue
-        if e.product_id != optimal and e.partner_id in cap_left:
-            room = cap_left[e.partner_id] + (1 if e.partner_id == optimal_partner else 0)
-            if room <= 0:
-                continue
-        alternatives.append(e.product_id)
+    optimal_partner = _partner_of(cands, optimal)
+    alternatives = _alternatives(slot, cands, assignment, optimal, optimal_partner)
     if len(alternatives) <= 1:
-        return
+        return None
     draw = rng.random() if rng is not None else random.random()
     picked = optimal
     if draw * BPS < exploration_bps:
-        picked = alternatives[(rng or random).randrange(len(alternatives))]
+        j = rng.randrange(len(alternatives)) if rng is not None else random.randrange(len(alternatives))
+        picked = alternatives[j]
+    if picked != optimal:
+        assignment.chosen[slot.slot_id] = (picked, "exploration")
+        cap_left = assignment.cap_left
+        picked_partner = _partner_of(cands, picked)
+        if optimal_partner is not None and optimal_partner in cap_left:
+            cap_left[optimal_partner] += 1
+        if picked_partner is not None and picked_partner in cap_left:
+            cap_left[picked_partner] -= 1
     share = exploration_bps / len(alternatives)
     probability = share + (BPS - exploration_bps if picked == optimal else 0)
-    propensity[slot.slot_id] = max(1, round(probability))
-    if picked != optimal:
-        chosen[slot.slot_id] = (picked, "exploration")
-        picked_partner = next(e.partner_id for e in cands if e.product_id == picked)
-        if optimal_partner in cap_left:
-            cap_left[optimal_partner] += 1
-        if picked_partner in cap_left:
-            cap_left[picked_partner] -= 1
+    return max(1, round(probability))
+
+
+def _partner_of(cands: list[_Entry], product_id: str) -> str | None:
+    return next((e.partner_id for e in cands if e.product_id == product_id), None)
+
+
+def _alternatives(
+    slot: Slot, cands: list[_Entry], assignment: _Assignment, optimal: str, optimal_partner: str | None
+) -> list[str]:
+    """The candidates ``slot`` could show instead: not placed elsewhere, of a kind it accepts, within caps.
+
+    The slot's own product frees its partner's share for the others.
+    """
+    sid = slot.slot_id
+    elsewhere = {pid for other, (pid, _) in assignment.chosen.items() if other != sid}
+    cap_left = assignment.cap_left
+    alternatives = []
+    for e in cands:
+        pid = e.product_id
+        if pid in elsewhere or e.kind not in slot.accepts:
+            continue
+        partner_id = e.partner_id
+        if pid != optimal and partner_id is not None and partner_id in cap_left:
+            if cap_left[partner_id] + (1 if partner_id == optimal_partner else 0) <= 0:
+                continue
+        alternatives.append(pid)
+    return alternatives
+
+
+# -- stage: explanation
+
+
+def _slot_decisions(
+    slots: tuple[Slot, ...],
+    position: Mapping[str, int],
+    chosen: Mapping[str, tuple[str, str]],
+    scores: Mapping[str, int],
+    propensity: Mapping[str, int],
+) -> tuple[list[SlotDecision], int]:
+    """The filled slots in page order, each with its expected revenue, and the page's total."""
+    decided: list[SlotDecision] = []
+    total = 0
+    for slot in slots:
+        hit = chosen.get(slot.slot_id)
+        if hit is None:
+            continue
+        pid, why = hit
+        value = _div_round(scores[pid] * slot.position_weight_bps, BPS)
+        total += value
+        decided.append(
+            SlotDecision(
+                slot_id=slot.slot_id,
+                position=position[slot.slot_id],
+                product_id=pid,
+                expected_revenue_micro_fen=value,
+                propensity_bps=propensity.get(slot.slot_id, DETERMINISTIC_BPS),
+                reason=why,
+            )
+        )
+    return decided, total
 
 
 def _explain(
     entries: tuple[_Entry, ...],
-    slots: tuple[Slot, ...],
+    best_first: tuple[Slot, ...],
     decided: list[SlotDecision],
     reason: Mapping[str, str | None],
     scores: Mapping[str, int],
@@ -991,43 +1281,65 @@ def _explain(
     tier: str | None,
     personalized: bool,
 ) -> tuple[CandidateExplanation, ...]:
+    """Every product's outcome: chosen (in page order), lost (best score first), then filtered.
+
+    A product that lost is compared with the product in the best-weighted slot
+    that accepts its kind (``best_first``: the slots shown, best weight first).
+    """
     by_slot = {d.slot_id: d for d in decided}
     placed = {d.product_id: d for d in decided}
-    best_first = sorted(slots, key=lambda s: -s.position_weight_bps)  # stable: position breaks ties
-    chosen: list[CandidateExplanation] = []
+    chosen: list[tuple[int, CandidateExplanation]] = []
     lost: list[CandidateExplanation] = []
     filtered: list[CandidateExplanation] = []
     for e in entries:
         pid = e.product_id
-        factors = boosts.get(pid) or []
-        components = {
-            "platform_micro_fen": e.platform.get(tier, e.platform[None]),
-            "group_micro_fen": e.group.get(tier, e.group[None]),
-            "boost_factor_bps": _boosted(BPS, factors),
-            "view": view,
-            "personalized": personalized,
-        }
         score = scores[pid]
+        components = _components(e, boosts.get(pid) or [], view, tier, personalized)
         note = tuple(notes.get(pid, ()))
-        if pid in placed:
-            d = placed[pid]
-            chosen.append(CandidateExplanation(pid, "chosen", d.slot_id, score, components, notes=note))
-            continue
+        d = placed.get(pid)
         why = reason[pid]
-        if why is not None:
+        if d is not None:
+            chosen.append((d.position, CandidateExplanation(pid, "chosen", d.slot_id, score, components, notes=note)))
+        elif why is not None:
             filtered.append(CandidateExplanation(pid, "filtered", None, score, components, filtered_by=why, notes=note))
-            continue
-        target = next((s for s in best_first if e.kind in s.accepts), None)
-        winner = by_slot.get(target.slot_id) if target is not None else None
-        lost_to = lost_by = None
+        else:
+            lost.append(_lost(e, score, components, note, best_first, by_slot))
+    chosen.sort(key=lambda item: item[0])
+    lost.sort(key=lambda c: (-c.score_micro_fen, c.product_id))
+    return (*(c for _, c in chosen), *lost, *filtered)
+
+
+def _components(
+    e: _Entry, factors: list[int], view: str, tier: str | None, personalized: bool
+) -> dict[str, object]:
+    """The parts of a product's score an explanation shows."""
+    return {
+        "platform_micro_fen": e.platform.get(tier, e.platform[None]),
+        "group_micro_fen": e.group.get(tier, e.group[None]),
+        "boost_factor_bps": _boosted(BPS, factors),
+        "view": view,
+        "personalized": personalized,
+    }
+
+
+def _lost(
+    e: _Entry,
+    score: int,
+    components: Mapping[str, object],
+    note: tuple[str, ...],
+    best_first: tuple[Slot, ...],
+    by_slot: Mapping[str, SlotDecision],
+) -> CandidateExplanation:
+    """An eligible product left off the page, against the winner of the best slot for its kind."""
+    lost_to = lost_by = None
+    target = next((s for s in best_first if e.kind in s.accepts), None)
+    if target is not None:
+        winner = by_slot.get(target.slot_id)
         if winner is not None:
             lost_to = winner.product_id
             lost_by = winner.expected_revenue_micro_fen - _div_round(score * target.position_weight_bps, BPS)
-        if score < 0:
-            note = (*note, "negative expected revenue: showing it would lose money")
-        lost.append(CandidateExplanation(pid, "lost", None, score, components, lost_to=lost_to,
-                                         lost_by_micro_fen=lost_by, notes=note))
-    position = {d.slot_id: d.position for d in decided}
-    chosen.sort(key=lambda c: position[c.slot_id])
-    lost.sort(key=lambda c: (-c.score_micro_fen, c.product_id))
-    return (*chosen, *lost, *filtered)
+    if score < 0:
+        note = (*note, "negative expected revenue: showing it would lose money")
+    return CandidateExplanation(
+        e.product_id, "lost", None, score, components, lost_to=lost_to, lost_by_micro_fen=lost_by, notes=note
+    )

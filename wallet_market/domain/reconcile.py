@@ -90,14 +90,11 @@ def parse_settlement_csv(text: str) -> list[SettlementLine]:
     for required in REQUIRED_COLUMNS:
         if required not in columns:
             errors.append({"line": 1, "column": required, "message": "missing column"})
-    if AMOUNT_FEN_COLUMN in columns:
-        amount_column = AMOUNT_FEN_COLUMN
-    elif AMOUNT_YUAN_COLUMN in columns:
-        amount_column = AMOUNT_YUAN_COLUMN
-    else:
-        amount_column = None
+    # The amount in fen, else in yuan.
+    amount_column = next((name for name in (AMOUNT_FEN_COLUMN, AMOUNT_YUAN_COLUMN) if name in columns), None)
+    if amount_column is None:
         errors.append({"line": 1, "column": AMOUNT_FEN_COLUMN, "message": "missing column (or amount in yuan)"})
-    if errors:
+    if errors or amount_column is None:
         raise SettlementFileError(errors)
 
     position = {name: columns.index(name) for name in (*REQUIRED_COLUMNS, amount_column)}

@@ -169,7 +169,7 @@ def check_partner(
     checks: list[EndpointCheck] = []
     if partner.prescreen_url:
         test_hash = hashlib.sha256(b"wallet-market onboarding check " + os.urandom(16)).hexdigest()
-        result = client.call(
+        prescreen = client.call(
             partner,
             PURPOSE,
             "POST",
@@ -183,9 +183,9 @@ def check_partner(
             timeout_seconds=wait,
             use_breaker=False,
         )
-        checks.append(_endpoint_check("prescreen", partner.prescreen_url, result, True, partner.timeout_ms))
+        checks.append(_endpoint_check("prescreen", partner.prescreen_url, prescreen, True, partner.timeout_ms))
     if partner.settlement_url:
-        result = client.call(
+        settlement = client.call(
             partner,
             PURPOSE,
             "GET",
@@ -196,9 +196,9 @@ def check_partner(
             max_bytes=50 * 1024 * 1024,
             use_breaker=False,
         )
-        checks.append(_endpoint_check("settlement", partner.settlement_url, result, True, None))
+        checks.append(_endpoint_check("settlement", partner.settlement_url, settlement, True, None))
     if partner.joint_login_url:
-        result = client.call(
+        joint_login: PartnerResult[PartnerResponse] = client.call(
             partner,
             PURPOSE,
             "GET",
@@ -208,7 +208,7 @@ def check_partner(
             use_breaker=False,
             accept_status=lambda status: status < 400,
         )
-        checks.append(_endpoint_check("joint_login", partner.joint_login_url, result, False, None))
+        checks.append(_endpoint_check("joint_login", partner.joint_login_url, joint_login, False, None))
     return OnboardingReport(
         partner_id=partner.partner_id,
         timeout_ms=partner.timeout_ms,

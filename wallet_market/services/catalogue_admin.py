@@ -6,6 +6,7 @@ with the offending fields named.
 """
 from __future__ import annotations
 
+import builtins
 from typing import Any, Mapping
 
 from ..domain import guards
@@ -13,7 +14,7 @@ from ..domain.catalogue import Catalogue, Page, Partner, Product, Rule
 from ..store.catalogue import CatalogueStore, ConcurrentChange, UnknownVersion
 from .errors import Conflict, Invalid, NotFound
 
-ENTITIES = {
+ENTITIES: dict[str, tuple[type[Partner | Product | Page | Rule], str]] = {
     "partners": (Partner, "partner_id"),
     "products": (Product, "product_id"),
     "pages": (Page, "page_id"),
@@ -52,7 +53,7 @@ class CatalogueAdmin:
         except KeyError:
             raise NotFound(f"{kind[:-1]} {entity_id!r} does not exist") from None
 
-    def export(self) -> dict[str, list[dict[str, Any]]]:
+    def export(self) -> dict[str, builtins.list[dict[str, Any]]]:
         """The draft catalogue, secrets left out, in a stable order."""
         _, draft = self.store.read_draft()
         return {kind: [draft[kind][k] for k in sorted(draft[kind])] for kind in ENTITIES}
@@ -188,14 +189,16 @@ class CatalogueAdmin:
             "candidates": self.store.candidates(),
         }
 
-    def load(self, catalogue: Mapping[str, list[dict]], actor: str, publish: bool = False) -> dict[str, Any]:
+    def load(
+        self, catalogue: Mapping[str, builtins.list[dict[str, Any]]], actor: str, publish: bool = False
+    ) -> dict[str, Any]:
         """Replace the draft with a whole catalogue (shape-validated by the caller), guard-checked first."""
         secrets: dict[str, str] = {}
-        body: dict[str, list[dict]] = {}
+        body: dict[str, builtins.list[dict[str, Any]]] = {}
         for kind in ENTITIES:
             body[kind] = []
-            for entity in catalogue.get(kind) or []:
-                entity = dict(entity)
+            for given in catalogue.get(kind) or []:
+                entity = dict(given)
                 if kind == "partners" and entity.get("signing_secret"):
                     secrets[entity["partner_id"]] = entity.pop("signing_secret")
                 body[kind].append(canonical(kind, entity))
@@ -210,7 +213,7 @@ class CatalogueAdmin:
             result["version"] = self.publish(actor, note="catalog load")["version"]
         return result
 
-    def audit(self, count: int = 100) -> list[dict[str, Any]]:
+    def audit(self, count: int = 100) -> builtins.list[dict[str, Any]]:
         return self.store.audit(count)
 
     @staticmethod

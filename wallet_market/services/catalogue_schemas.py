@@ -7,6 +7,8 @@ The admin API and catalogue files share these schemas.
 """
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from ..domain.catalogue import (
@@ -25,15 +27,17 @@ NON_NEGATIVE = validate.Range(min=0)
 NOT_BLANK = validate.Length(min=1)
 
 
-class TieredBps(fields.Field):
+class TieredBps(fields.Field[int | dict[str, int]]):
     """A rate in basis points, or an object of rates by risk tier (``{"A": 4000, "B": 3000}``)."""
 
     default_error_messages = {
         "invalid": "must be an integer 0–10000 or an object of such integers by risk tier (A–D, default)",
     }
 
-    def _deserialize(self, value, attr, data, **kwargs):
-        def one(v):
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> int | dict[str, int]:
+        def one(v: Any) -> int:
             if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 10_000:
                 raise self.make_error("invalid")
             return v
@@ -44,7 +48,7 @@ class TieredBps(fields.Field):
             return {k: one(v) for k, v in value.items()}
         return one(value)
 
-    def _serialize(self, value, attr, obj, **kwargs):
+    def _serialize(self, value: int | dict[str, int] | None, attr: str | None, obj: Any, **kwargs: Any) -> Any:
         return value
 
 
@@ -53,7 +57,7 @@ class WindowSchema(Schema):
     ends_at = fields.AwareDateTime(load_default=None, allow_none=True, format="iso")
 
     @validates_schema
-    def _ordered(self, data, **kwargs):
+    def _ordered(self, data: dict[str, Any], **kwargs: Any) -> None:
         if data.get("starts_at") and data.get("ends_at") and data["ends_at"] <= data["starts_at"]:
             raise ValidationError("must be after starts_at", "ends_at")
 
@@ -133,7 +137,7 @@ class ProductSchema(Schema):
     daily_impression_cap = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
 
     @validates_schema
-    def _ranges(self, data, **kwargs):
+    def _ranges(self, data: dict[str, Any], **kwargs: Any) -> None:
         errors = {}
         for low, high in (("limit_min_fen", "limit_max_fen"), ("apr_min_bps", "apr_max_bps"), ("term_min_days", "term_max_days")):
             if low in data and high in data and data[high] < data[low]:
@@ -157,7 +161,7 @@ class PageSchema(Schema):
     editorial_order = fields.List(fields.String(), load_default=list)
 
     @validates_schema
-    def _unique_slots(self, data, **kwargs):
+    def _unique_slots(self, data: dict[str, Any], **kwargs: Any) -> None:
         ids = [s["slot_id"] for s in data.get("slots", [])]
         if len(ids) != len(set(ids)):
             raise ValidationError("slot ids must be unique on a page", "slots")

@@ -14,14 +14,16 @@ import collections
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
 import redis
 
 from .. import metrics
 from ..domain.placement import Decision
+from ..store.connection import RedisClient
 from ..store.keys import Keys
+from ..store.replies import stream_entries
 from .background import Periodic
 from .layouts import LayoutResult
 
@@ -36,6 +38,10 @@ STREAM_MAXLEN = 20_000
 #  personalized (1/0), [[slot, product, propensity_bps], ...]]
 RECORD_FIELDS = ("decision_id", "at_ms", "page", "version", "user", "risk_tier", "personalized", "slots")
 SLOT_FIELDS = ("slot", "product", "propensity_bps")
+
+
+# A decision waiting to be written: when, its id, the decision, the user and the user's risk tier.
+_Queued: TypeAlias = tuple[float, str, Decision, str | None, str | None]
 
 
 def decision_row(at: float, decision_id: str, decision: Decision, user_id: str | None, risk_tier: str | None) -> list:
@@ -65,7 +71,7 @@ class DecisionLog(Periodic):
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         keys: Keys,
         max_queue: int = 100_000,
         batch_size: int = 500,
@@ -75,7 +81,7 @@ class DecisionLog(Periodic):
         self.client = client
         self.keys = keys
         self.batch_size = batch_size
-        self._queue: collections.deque = collections.deque()
+        self._queue: collections.deque[_Queued] = collections.deque()
         self._max_queue = max_queue
         self._flush_lock = threading.Lock()
 
@@ -101,7 +107,7 @@ class DecisionLog(Periodic):
         written = 0
         with self._flush_lock:
             while self._queue:
-                batch = []
+                batch: list[_Queued] = []
                 while self._queue and len(batch) < self.batch_size:
                     batch.append(self._queue.popleft())
                 payload = orjson.dumps([decision_row(*queued) for queued in batch])
@@ -119,12 +125,12 @@ class DecisionLog(Periodic):
         out: list[dict[str, Any]] = []
         last = "+"
         while len(out) < count:
-            entries = self.client.xrevrange(self.keys.decisions(), max=last, count=10)
+            entries = stream_entries(self.client.xrevrange(self.keys.decisions(), max=last, count=10))
             if not entries:
                 break
             for _, fields in entries:
-                out.extend(decision_record(row) for row in reversed(orjson.loads(fields[b"d"])))
-            last = "(" + entries[-1][0].decode()
+                out.extend(decision_record(row) for row in reversed(orjson.loads(fields["d"])))
+            last = "(" + entries[-1][0]
         return out[:count]
 
     def tick(self) -> int:

@@ -219,11 +219,14 @@ class EventIngestion:
         self, key: str, event: LedgerEvent, current: Catalogue | None, now: float
     ) -> tuple[str, str, int] | None:
         """``(click key, partner, leads allowed now)`` for a click on a partner whose leads are capped."""
+        served: Catalogue | None
         if current is not None and current.version == event.ruleset_version:
             served = current  # owners are the same in the serving copy; no need to load the version
         else:
             served = self.versions.get(event.ruleset_version)
-        product = served.products.get(event.product_id) if served is not None else None
+        if served is None:
+            return None
+        product = served.products.get(event.product_id)
         if product is None or product.partner_id is None:
             return None
         # The cap in force now (a cap change applies at once), not the one the layout was served under.

@@ -6,11 +6,12 @@ from typing import Any
 
 import redis
 
+from ..store.connection import RedisClient
 from ..store.snapshot import SnapshotHolder
 
 
 class Health:
-    def __init__(self, client: redis.Redis, snapshots: SnapshotHolder):
+    def __init__(self, client: RedisClient, snapshots: SnapshotHolder):
         self.client = client
         self.snapshots = snapshots
 

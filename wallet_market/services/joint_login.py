@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import redis
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .. import metrics
 from ..domain.users import UserProfile
+from ..store.connection import RedisClient
 from .access import Forbidden, Unauthorized
 from .tokens import InvalidToken, TokenSigner
 from ..store.data_shares import DataShareStore
@@ -140,7 +140,7 @@ class JointLogin:
     def __init__(
         self,
         tokens: JointLoginTokens,
-        client: redis.Redis,
+        client: RedisClient,
         keys: Keys,
         shares: DataShareStore,
         partner_secret: Callable[[str], str | None],

@@ -26,6 +26,7 @@ from ..domain.placement import (
     place,
 )
 from ..domain.users import UserProfile
+from ..store.connection import RedisClient
 from ..store.keys import Keys
 from ..store.layout_reads import UserFacts, read_layout_facts
 from ..store.snapshot import SnapshotHolder
@@ -93,7 +94,7 @@ class LayoutResult:
 class LayoutService:
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         keys: Keys,
         snapshots: SnapshotHolder,
         access: Access,

@@ -19,13 +19,14 @@ lead pace, reports the stream lag and trims applied entries.
 """
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import socket
 import threading
 import time
 from datetime import date, datetime, timezone
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Final, Literal, Sequence
 
 import orjson
 import redis
@@ -49,6 +50,7 @@ from ..domain.funnel import (
 )
 from ..store.caps import LeadCaps, UserFacts
 from ..store.catalogue import CatalogueStore
+from ..store.connection import RedisClient
 from ..store.keys import Keys
 from ..store.ledger import ApplyRaced, CatalogueVersions, Ledger, StreamEntry
 
@@ -58,8 +60,16 @@ HOUSEKEEPING_SECONDS = 5.0
 TRIM_SECONDS = 60.0
 # Applied entries stay in the stream a day, for inspection and replay.
 STREAM_KEEP_SECONDS = 86_400
-_CONFIGURED = object()
 PLAN_CACHE_SIZE = 50_000
+
+
+class _Default(enum.Enum):
+    """The default of :meth:`LedgerWorker.step`'s ``block_ms``: the worker's own setting."""
+
+    CONFIGURED = enum.auto()
+
+
+_CONFIGURED: Final = _Default.CONFIGURED
 
 
 def default_consumer_name() -> str:
@@ -84,7 +94,7 @@ class _KeyIndex:
 class LedgerWorker:
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         keys: Keys,
         *,
         consumer: str | None = None,
@@ -145,7 +155,7 @@ class LedgerWorker:
             if len(entries) < self.batch_size:
                 return total
 
-    def step(self, block_ms: int | None | object = _CONFIGURED) -> int:
+    def step(self, block_ms: int | None | Literal[_Default.CONFIGURED] = _CONFIGURED) -> int:
         """One round: reclaim stale entries (now and then), apply a batch of new ones, housekeeping.
 
         ``block_ms`` bounds the wait for new entries (None: do not wait); by

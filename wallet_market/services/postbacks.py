@@ -14,7 +14,7 @@ secret stored for ``in_house`` (``wallet-market postback-secret in_house``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping
 
 from .. import metrics
@@ -23,7 +23,7 @@ from ..domain import signing
 from ..store.ledger import CatalogueVersions, Ledger
 from .access import Unauthorized
 from .errors import Conflict, Invalid
-from .tokens import ImpressionTokens, InvalidToken
+from .tokens import Impression, ImpressionTokens, InvalidToken
 
 # A conversion may follow its impression by weeks; the token's signature still proves the attribution.
 ATTRIBUTION_WINDOW_SECONDS = 90 * 86_400
@@ -125,22 +125,20 @@ class PostbackService:
             event_id=event_id,
             amount_fen=int(amount or 0),
             reverses=reverses,
-            **(
-                {
-                    "decision_id": impression.decision_id,
-                    "page_id": impression.page_id,
-                    "slot_id": impression.slot_id,
-                    "position": impression.position,
-                    "product_id": impression.product_id,
-                    "ruleset_version": impression.ruleset_version,
-                    "user_id": impression.user_id,
-                    "risk_tier": impression.risk_tier,
-                    "propensity_bps": impression.propensity_bps,
-                }
-                if impression is not None
-                else {}
-            ),
         )
+        if impression is not None:
+            event = replace(
+                event,
+                decision_id=impression.decision_id,
+                page_id=impression.page_id,
+                slot_id=impression.slot_id,
+                position=impression.position,
+                product_id=impression.product_id,
+                ruleset_version=impression.ruleset_version,
+                user_id=impression.user_id,
+                risk_tier=impression.risk_tier,
+                propensity_bps=impression.propensity_bps,
+            )
         outcome = self.ledger.append_postback(event)
         if outcome == "already_reversed":
             self._refused("already_reversed")
@@ -156,7 +154,7 @@ class PostbackService:
         metrics.EVENTS.labels("partner", outcome, "").inc()
         return PostbackAnswer(outcome, event_id)
 
-    def _impression(self, token: str, partner_id: str, now: float):
+    def _impression(self, token: str, partner_id: str, now: float) -> Impression:
         try:
             # The token's own expiry is for the app's events; a conversion may come weeks later.
             impression = self.tokens.verify(token, now=now - ATTRIBUTION_WINDOW_SECONDS)

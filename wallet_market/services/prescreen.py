@@ -36,6 +36,7 @@ from ..domain.placement import UserState
 from ..domain.users import UserProfile
 from ..partners.client import BREAKER_OPEN, NO_SECRET, PartnerClient
 from ..partners.prescreen import EXISTING, FAILED, INELIGIBLE, NEW, PURPOSE, PRESCREEN_FIELDS, read_prescreen_answer
+from ..store.connection import RedisClient
 from ..store.data_shares import DataShareStore
 from ..store.keys import Keys
 
@@ -109,7 +110,7 @@ class PrescreenService:
         self,
         client: PartnerClient,
         shares: DataShareStore,
-        cache: redis.Redis,
+        cache: RedisClient,
         keys: Keys,
         *,
         budget_ms: int,
@@ -207,11 +208,15 @@ class PrescreenService:
     def ask(self, user_id: str, partner: Partner, product_id: str) -> str | None:
         """Pre-screen ``user_id`` with ``partner`` now: record, send, cache the verdict, return it.
 
-        Returns ``None`` when nothing was sent because the user does not (or no
-        longer) consent or has no phone hash; ``failed`` when the partner cannot
-        be asked (open breaker, no secret) or did not answer properly.
+        Returns ``None`` when nothing was sent because the partner has no
+        pre-screen service or the user does not (or no longer) consent or has no
+        phone hash; ``failed`` when the partner cannot be asked (open breaker, no
+        secret) or did not answer properly.
         """
         partner_id = partner.partner_id
+        url = partner.prescreen_url
+        if not url:
+            return None
         refusal = self._refusal(partner_id)
         if refusal is not None:
             metrics.PARTNER_REQUESTS.labels(partner_id, PURPOSE, refusal).inc()
@@ -236,7 +241,7 @@ class PrescreenService:
             partner,
             PURPOSE,
             "POST",
-            partner.prescreen_url,
+            url,
             payload={
                 "request_id": request_id,
                 "product_id": product_id,
@@ -244,7 +249,7 @@ class PrescreenService:
             },
             read=read_prescreen_answer,
         )
-        verdict = result.value.verdict if result.ok else FAILED
+        verdict = result.value.verdict if result.ok and result.value is not None else FAILED
         outcome = verdict if result.ok else f"{FAILED}:{result.outcome}"
         try:
             self.shares.mark_outcome(user_id, consented.share_id, outcome)

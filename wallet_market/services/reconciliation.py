@@ -33,13 +33,13 @@ from datetime import date, datetime, timezone
 from typing import Any, Iterable, Sequence
 
 import orjson
-import redis
 
 from ..domain.catalogue import Catalogue, Partner
 from ..domain.economics import round_half_up
 from ..domain.funnel import POSTBACK_TYPES, REVERSED, LedgerEvent, earned_revenue_fen
 from ..domain.reconcile import Reconciliation, SettlementLine, reconcile
 from ..store.catalogue import CatalogueStore
+from ..store.connection import RedisClient
 from ..store.keys import Keys
 from ..store.ledger import CatalogueVersions
 from .errors import Invalid, NotFound, Unavailable
@@ -74,7 +74,7 @@ NEGATIVE_ACTIONS = {
 class ReconciliationSources:
     """Where reconciliation reads our side and pulls theirs."""
 
-    redis: redis.Redis
+    redis: RedisClient
     keys: Keys
     catalogue_store: CatalogueStore
     layouts: LayoutService

@@ -62,7 +62,7 @@ class SettlementClient:
             max_bytes=self.max_bytes,
             use_breaker=False,
         )
-        if not result.ok:
+        if not result.ok or result.value is None:
             raise Unavailable(
                 f"the settlement file of {partner_id!r} for {day.isoformat()} could not be fetched: "
                 f"{result.outcome} ({result.detail})",

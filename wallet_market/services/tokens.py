@@ -11,10 +11,13 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from itsdangerous import Signer
+
+if TYPE_CHECKING:
+    from _hashlib import HASH
 
 
 class InvalidToken(ValueError):
@@ -91,7 +94,7 @@ class TokenSigner:
         return body
 
 
-def _sha256(data: bytes = b""):
+def _sha256(data: bytes = b"") -> HASH:
     return hashlib.sha256(data)
 
 

@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 import orjson
-import redis
 
+from .connection import RedisClient
 from .keys import Keys
 
 ROLES = ("app", "pm", "finance", "internal")
@@ -19,7 +19,7 @@ def key_hash(api_key: str) -> str:
 
 
 class ApiKeyStore:
-    def __init__(self, client: redis.Redis, keys: Keys):
+    def __init__(self, client: RedisClient, keys: Keys):
         self.client = client
         self.keys = keys
 

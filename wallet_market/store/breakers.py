@@ -4,14 +4,14 @@ from __future__ import annotations
 from typing import Callable
 
 import pybreaker
-import redis
 
+from .connection import RedisClient
 from .keys import Keys
 
 BreakerStorageFactory = Callable[[str], pybreaker.CircuitBreakerStorage]
 
 
-def redis_breaker_storage(client: redis.Redis, keys: Keys) -> BreakerStorageFactory:
+def redis_breaker_storage(client: RedisClient, keys: Keys) -> BreakerStorageFactory:
     """Breaker state in Redis under ``keys.partner_breaker(partner)``.
 
     ``client`` must return bytes (pybreaker decodes the state itself), which is
@@ -20,6 +20,9 @@ def redis_breaker_storage(client: redis.Redis, keys: Keys) -> BreakerStorageFact
     """
 
     def storage(partner_id: str) -> pybreaker.CircuitBreakerStorage:
-        return pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, client, namespace=keys.partner_breaker(partner_id))
+        # pybreaker annotates a single-node client; the cluster client serves the same commands it sends.
+        return pybreaker.CircuitRedisStorage(
+            pybreaker.STATE_CLOSED, client, namespace=keys.partner_breaker(partner_id)  # type: ignore[arg-type]
+        )
 
     return storage

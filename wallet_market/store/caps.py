@@ -18,8 +18,10 @@ import orjson
 import redis
 
 from ..domain.users import UserProfile
+from .connection import RedisClient
 from .keys import Keys
 from .ledger import register
+from .replies import int_hash, text_set
 
 # Day-scoped keys outlive their day a little, for late events and reading yesterday.
 DAY_KEY_SECONDS = 3 * 86_400
@@ -28,7 +30,7 @@ DAY_KEY_SECONDS = 3 * 86_400
 class UserFacts:
     """Per-user frequency caps and partner suppression, applied idempotently."""
 
-    def __init__(self, client: redis.Redis, keys: Keys):
+    def __init__(self, client: RedisClient, keys: Keys):
         self.client = client
         self.keys = keys
         self._script = register(client, "user_effects")
@@ -89,16 +91,16 @@ class UserFacts:
                     continue
 
     def impressions(self, user_id: str, day: str) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in self.client.hgetall(self.keys.impressions_today(user_id, day)).items()}
+        return int_hash(self.client.hgetall(self.keys.impressions_today(user_id, day)))
 
     def suppressed(self, user_id: str) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in self.client.hgetall(self.keys.suppressed_partners(user_id)).items()}
+        return int_hash(self.client.hgetall(self.keys.suppressed_partners(user_id)))
 
 
 class LeadCaps:
     """Partners' daily lead counters and the set of partners at their cap or ahead of their pace."""
 
-    def __init__(self, client: redis.Redis, keys: Keys):
+    def __init__(self, client: RedisClient, keys: Keys):
         self.client = client
         self.keys = keys
         self._take = register(client, "take_leads")
@@ -128,11 +130,11 @@ class LeadCaps:
         for partner_id, allowed in allowed_by_partner.items():
             args.extend((partner_id, -1 if allowed is None else int(allowed)))
         members = self._pace(keys=[self.keys.leads_today(day), self.keys.leads_at_cap(day)], args=args)
-        return {m.decode() for m in members}
+        return text_set(members)
 
     def leads(self, day: str) -> dict[str, int]:
         """Leads counted per partner on ``day``."""
-        return {k.decode(): int(v) for k, v in self.client.hgetall(self.keys.leads_today(day)).items()}
+        return int_hash(self.client.hgetall(self.keys.leads_today(day)))
 
     def at_cap(self, day: str) -> set[str]:
-        return {m.decode() for m in self.client.smembers(self.keys.leads_at_cap(day))}
+        return text_set(self.client.smembers(self.keys.leads_at_cap(day)))

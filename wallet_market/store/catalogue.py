@@ -11,8 +11,11 @@ from typing import Any, Iterable, Mapping
 
 import orjson
 import redis
+from redis.typing import EncodableT, FieldT
 
+from .connection import RedisClient
 from .keys import ENTITY_KINDS, Keys
+from .replies import stream_entries, text_hash, text_or_none
 
 
 class ConcurrentChange(RuntimeError):
@@ -28,7 +31,7 @@ def _dumps(value: Any) -> bytes:
 
 
 class CatalogueStore:
-    def __init__(self, client: redis.Redis, keys: Keys):
+    def __init__(self, client: RedisClient, keys: Keys):
         self.client = client
         self.keys = keys
 
@@ -127,11 +130,10 @@ class CatalogueStore:
                 raise ConcurrentChange("draft changed during the load") from None
 
     def partner_secret(self, partner_id: str) -> str | None:
-        raw = self.client.hget(self.keys.partner_secrets(), partner_id)
-        return raw.decode() if raw is not None else None
+        return text_or_none(self.client.hget(self.keys.partner_secrets(), partner_id))
 
     def partner_secrets(self) -> dict[str, str]:
-        return {k.decode(): v.decode() for k, v in self.client.hgetall(self.keys.partner_secrets()).items()}
+        return text_hash(self.client.hgetall(self.keys.partner_secrets()))
 
     # -- rule sets ---------------------------------------------------------
     def publish(
@@ -241,19 +243,24 @@ class CatalogueStore:
 
     def audit(self, count: int = 100) -> list[dict[str, Any]]:
         """The newest ``count`` audit records, newest first."""
-        entries = self.client.xrevrange(self.keys.audit_log(), count=count)
         out = []
-        for entry_id, fields in entries:
-            record = {k.decode(): v.decode() for k, v in fields.items()}
+        for entry_id, fields in stream_entries(self.client.xrevrange(self.keys.audit_log(), count=count)):
+            record: dict[str, Any] = dict(fields)
             for name in ("before", "after"):
                 if name in record:
                     record[name] = orjson.loads(record[name])
-            record["entry_id"] = entry_id.decode()
+            record["entry_id"] = entry_id
             out.append(record)
         return out
 
     def _audit(self, pipe, *, actor: str, action: str, kind: str, entity_id: str, before=None, after=None) -> None:
-        fields = {"at": f"{time.time():.3f}", "actor": actor, "action": action, "kind": kind, "id": entity_id}
+        fields: dict[FieldT, EncodableT] = {
+            "at": f"{time.time():.3f}",
+            "actor": actor,
+            "action": action,
+            "kind": kind,
+            "id": entity_id,
+        }
         if before is not None:
             fields["before"] = _dumps(before)
         if after is not None:

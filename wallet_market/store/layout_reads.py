@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import orjson
 import redis
 
+from .connection import RedisClient
 from .keys import Keys
 
 
@@ -62,7 +63,7 @@ def parse_key_reads(results: Sequence[Any], read_record: bool) -> tuple[KeyFacts
     return KeyFacts(None, False, int(results[0])), 2
 
 
-def read_key_facts(client: redis.Redis, keys: Keys, api_key_hash: str, read_record: bool) -> KeyFacts:
+def read_key_facts(client: RedisClient, keys: Keys, api_key_hash: str, read_record: bool) -> KeyFacts:
     """One round trip for a request that only needs its caller's key checked."""
     pipe = client.pipeline(transaction=False)
     queue_key_reads(pipe, keys, api_key_hash, read_record, int(time.time() // 60))
@@ -70,7 +71,7 @@ def read_key_facts(client: redis.Redis, keys: Keys, api_key_hash: str, read_reco
 
 
 def read_layout_facts(
-    client: redis.Redis,
+    client: RedisClient,
     keys: Keys,
     *,
     api_key_hash: str,

@@ -22,11 +22,14 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import orjson
 import redis
+from redis.typing import EncodableT, FieldT, XReadGroupResponse
 
 from ..domain.catalogue import Catalogue
 from ..domain.funnel import LedgerEvent
 from .catalogue import CatalogueStore, UnknownVersion
+from .connection import RedisClient
 from .keys import Keys
+from .replies import int_hash, text_hash
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ def script_text(name: str) -> str:
     return resources.files("wallet_market.store").joinpath("scripts", f"{name}.lua").read_text(encoding="utf-8")
 
 
-def register(client: redis.Redis, name: str):
+def register(client: RedisClient, name: str):
     """A redis-py :class:`~redis.commands.core.Script` (EVALSHA with a load on first use)."""
     return client.register_script(script_text(name))
 
@@ -68,7 +71,7 @@ class ApplyRaced(RuntimeError):
 
 
 class Ledger:
-    def __init__(self, client: redis.Redis, keys: Keys, group: str = CONSUMER_GROUP):
+    def __init__(self, client: RedisClient, keys: Keys, group: str = CONSUMER_GROUP):
         self.client = client
         self.keys = keys
         self.group = group
@@ -108,8 +111,7 @@ class Ledger:
 
     def postback_record(self, partner_id: str, event_id: str) -> dict[str, str]:
         """A postback's record: its ``entry``, ``type``, and how it was reversed (for reconciliation)."""
-        raw = self.client.hgetall(self.keys.postback_record(partner_id, event_id))
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        return text_hash(self.client.hgetall(self.keys.postback_record(partner_id, event_id)))
 
     # -- consuming ---------------------------------------------------------
     def ensure_group(self) -> None:
@@ -125,12 +127,12 @@ class Ledger:
         answer = self.client.xreadgroup(
             self.group, consumer, {self.keys.event_stream(): ">"}, count=count, block=block_ms
         )
-        return self._entries(answer[0][1] if answer else [])
+        return self._entries(_stream_entries(answer))
 
     def read_own_pending(self, consumer: str, count: int) -> list[StreamEntry]:
         """Entries delivered to ``consumer`` earlier and not yet acknowledged (after a restart)."""
         answer = self.client.xreadgroup(self.group, consumer, {self.keys.event_stream(): "0"}, count=count)
-        return self._entries(answer[0][1] if answer else [])
+        return self._entries(_stream_entries(answer))
 
     def claim_stale(self, consumer: str, min_idle_ms: int, count: int) -> list[StreamEntry]:
         """Take over entries another consumer left unacknowledged for ``min_idle_ms`` (XAUTOCLAIM)."""
@@ -187,7 +189,8 @@ class Ledger:
 
     def dead_letter(self, entry: StreamEntry, reason: str) -> None:
         """Keep an entry the worker cannot interpret, and acknowledge it so it stops coming back."""
-        fields = {b"entry_id": entry.entry_id.encode(), b"reason": reason.encode(), **entry.raw}
+        fields: dict[FieldT, EncodableT] = {b"entry_id": entry.entry_id.encode(), b"reason": reason.encode()}
+        fields.update(entry.raw.items())
         pipe = self.client.pipeline(transaction=True)
         pipe.xadd(self.keys.dead_letters(), fields, maxlen=100_000, approximate=True)
         pipe.xack(self.keys.event_stream(), self.group, entry.entry_id)
@@ -208,7 +211,7 @@ class Ledger:
         if group.get("lag") is not None:
             return pending + int(group["lag"])
         last = _text(group.get("last-delivered-id")) or "0-0"
-        undelivered = len(self.client.xrange(stream, min=f"({last}", count=10_000))
+        undelivered = len(self.client.xrange(stream, min=f"({last}", count=10_000) or [])
         return pending + undelivered
 
     def trim(self, keep_seconds: int, now_ms: int) -> int:
@@ -238,16 +241,14 @@ class Ledger:
         pipe = self.client.pipeline(transaction=False)
         for day in days:
             pipe.hgetall(self.keys.counters(day))
-        return [
-            (day, {k.decode(): int(v) for k, v in raw.items()}) for day, raw in zip(days, pipe.execute())
-        ]
+        return [(day, int_hash(raw)) for day, raw in zip(days, pipe.execute())]
 
     def learned_counts_by_day(self, days: Sequence[str]) -> list[tuple[str, dict[str, int]]]:
         """Observed funnel counts per product and risk tier of each day (``YYYYMMDD``), in one round trip."""
         pipe = self.client.pipeline(transaction=False)
         for day in days:
             pipe.hgetall(self.keys.learned_rates(day))
-        return [(day, {k.decode(): int(v) for k, v in raw.items()}) for day, raw in zip(days, pipe.execute())]
+        return [(day, int_hash(raw)) for day, raw in zip(days, pipe.execute())]
 
     def learned_counts(self, days: Sequence[str]) -> dict[str, int]:
         """Observed funnel counts per product and risk tier summed over ``days``, without decay."""
@@ -256,6 +257,16 @@ class Ledger:
             for name, value in counts.items():
                 total[name] = total.get(name, 0) + value
         return total
+
+
+def _stream_entries(answer: XReadGroupResponse) -> list[Any]:
+    """The entries of the one stream an XREADGROUP read (the RESP2 reply ``[[stream, entries]]``)."""
+    if not answer:
+        return []
+    if not isinstance(answer, list):
+        raise TypeError("XREADGROUP answered in RESP3 form; the store's clients speak RESP2")
+    entries: list[Any] = answer[0][1]
+    return entries
 
 
 def _text(value: Any) -> str | None:

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Generic, TypeVar
 
 import redis
+from redis.client import PubSub
 
 from .catalogue import CatalogueStore
+from .connection import RedisClient
 from .keys import Keys
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,7 @@ class SnapshotHolder(Generic[T]):
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         keys: Keys,
         build: Callable[[dict[str, Any]], T],
         poll_seconds: float = 5.0,
@@ -50,7 +52,7 @@ class SnapshotHolder(Generic[T]):
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pubsub = None
+        self._pubsub: PubSub | None = None
         self.last_error: str | None = None
         self.listeners: list[Callable[[Snapshot[T]], None]] = []
 

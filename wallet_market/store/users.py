@@ -8,13 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import redis
 
+from .connection import RedisClient
 from .keys import Keys
 
 
 class UserStore:
-    def __init__(self, client: redis.Redis, keys: Keys):
+    def __init__(self, client: RedisClient, keys: Keys):
         self.client = client
         self.keys = keys
 
