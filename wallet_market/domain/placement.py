@@ -81,6 +81,20 @@ class SlotDecision:
     expected_revenue_micro_fen: int
     propensity_bps: int
     reason: str  # "optimal" | "pinned" | "fallback" | "editorial" | "exploration"
+    # The slot's logging distribution: the exact probability of every product it could have shown
+    # (empty when the choice was certain).
+    distribution: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def probability(self) -> float:
+        """The exact probability with which this slot shows its product."""
+        if not self.distribution:
+            return 1.0
+        return next((p for pid, p in self.distribution if pid == self.product_id), 0.0)
+
+    def logging_distribution(self) -> dict[str, float]:
+        """Product → probability of showing it in this slot (1.0 for the product shown when certain)."""
+        return dict(self.distribution) if self.distribution else {self.product_id: 1.0}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +104,7 @@ class SlotDecision:
             "expected_revenue_micro_fen": self.expected_revenue_micro_fen,
             "propensity_bps": self.propensity_bps,
             "reason": self.reason,
+            "distribution": self.logging_distribution(),
         }
 
 
