@@ -11,6 +11,9 @@ runs is wired in :func:`build_components`, in plain sight:
   (:class:`~wallet_market.services.joint_login.JointLogin`);
 - the catalogue each snapshot serves: learned funnel rates
   (:class:`~wallet_market.services.learning.LearnedRates`);
+- which rules serve the request: the experiment running on the page and the
+  unit's arm (:class:`~wallet_market.services.experiments.ExperimentServing`,
+  refreshed on the experiments channel the snapshot listener follows);
 - after deciding: the decision log
   (:class:`~wallet_market.services.decision_log.DecisionLog`);
 - lead caps are read on the layout's own pipeline and enforced when a click is
@@ -32,6 +35,7 @@ from .partners.client import PartnerClient, PartnerSecrets
 from .services.access import Access
 from .services.catalogue_admin import CatalogueAdmin
 from .services.decision_log import DecisionLog
+from .services.experiments import ExperimentAdmin, ExperimentServing
 from .services.errors import NotFound, ServiceError
 from .services.events import EventIngestion
 from .services.health import Health
@@ -43,6 +47,7 @@ from .services.postbacks import PostbackService
 from .services.prescreen import PrescreenService
 from .services.preview import Preview
 from .services.profiles import UserProfiles
+from .services.pseudonyms import Pseudonyms
 from .services.reconciliation import ReconciliationSources
 from .services.revenue import Revenue
 from .services.settlement import SettlementClient
@@ -54,6 +59,7 @@ from .store.caps import LeadCaps
 from .store.catalogue import CatalogueStore
 from .store.connection import EmbeddedRedis, RedisClient, connect, hot_path_client
 from .store.data_shares import DataShareStore
+from .store.experiments import ExperimentCounters, ExperimentStore
 from .store.keys import Keys
 from .store.ledger import CatalogueVersions, Ledger
 from .store.snapshot import SnapshotHolder
@@ -93,6 +99,10 @@ class Components:
     learned_rates: LearnedRates
     learning: LearningRefresher
     decision_log: DecisionLog
+    # evidence: experiments
+    pseudonyms: Pseudonyms
+    experiments: ExperimentAdmin
+    experiment_serving: ExperimentServing
     # partner gateway
     partner_client: PartnerClient
     data_shares: DataShareStore
@@ -183,7 +193,14 @@ def build_components(settings: Settings) -> Components:
         ref_secret=settings.secret_key,
         replay_window_seconds=settings.postback_replay_window_seconds,
     )
-    decision_log = DecisionLog(client, keys)
+    # Experiments: the running ones and a snapshot of each treatment version, rebuilt on the experiments channel.
+    pseudonyms = Pseudonyms(settings.secret_key)
+    experiment_store = ExperimentStore(client, keys)
+    experiment_serving = ExperimentServing(
+        experiment_store, catalogue_store, build=lambda record: build_serving(record, policy, catalogue_hooks)
+    )
+    snapshots.channels[keys.experiments_channel()] = experiment_serving.refresh
+    decision_log = DecisionLog(client, keys, pseudonyms, decline_cooldown_days=settings.decline_cooldown_days)
 
     # The layout and its hooks.
     layouts = LayoutService(
@@ -194,11 +211,21 @@ def build_components(settings: Settings) -> Components:
         impression_tokens,
         policy,
         action_url=joint_login.action_url,
+        experiments=experiment_serving,
+        pseudonyms=pseudonyms,
     )
     layouts.before_place.append(prescreen.refine)
     layouts.on_decision.append(decision_log.record)
 
     admin = CatalogueAdmin(catalogue_store, settings.apr_cap_bps)
+    learning = LearningRefresher(
+        ledger,
+        learned_rates,
+        snapshots,
+        interval_seconds=settings.learning_refresh_seconds,
+        half_life_days=settings.learning_half_life_days,
+    )
+    learning.on_change.append(experiment_serving.rebuild)  # treatments learn like the published rules
     settlement = SettlementClient(partner_client, _partner_lookup(layouts, admin))
     versions = CatalogueVersions(catalogue_store)
     lead_caps = LeadCaps(client, keys)
@@ -238,14 +265,13 @@ def build_components(settings: Settings) -> Components:
         ),
         revenue=Revenue(ledger),
         learned_rates=learned_rates,
-        learning=LearningRefresher(
-            ledger,
-            learned_rates,
-            snapshots,
-            interval_seconds=settings.learning_refresh_seconds,
-            half_life_days=settings.learning_half_life_days,
-        ),
+        learning=learning,
         decision_log=decision_log,
+        pseudonyms=pseudonyms,
+        experiments=ExperimentAdmin(
+            experiment_store, catalogue_store, ExperimentCounters(client, keys), settings.apr_cap_bps
+        ),
+        experiment_serving=experiment_serving,
         partner_client=partner_client,
         data_shares=data_shares,
         prescreen=prescreen,
@@ -260,6 +286,7 @@ def build_components(settings: Settings) -> Components:
         learned_rates.update(read_decayed_counts(ledger, settings.learning_half_life_days, time.time()))
     except redis.RedisError as exc:
         log.warning("learned rates not loaded at start-up: %s", exc)
+    experiment_serving.refresh()
     return components
 
 

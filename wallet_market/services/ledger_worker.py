@@ -6,7 +6,8 @@ At-least-once delivery through a consumer group, idempotent application:
    XAUTOCLAIM first);
 2. each entry's effect on its user — impressions toward frequency caps,
    suppression of a partner after an application, approval or rejection, an
-   in-house decline — is applied once per entry id;
+   in-house decline — is applied once per entry id, and so is its effect on the
+   per-unit counters of the experiment its impression took part in;
 3. the batch's counters (by channel, partner, product, slot, risk tier and
    day), learned funnel counts and postback records are incremented by one
    script that acknowledges each entry in the same step, so an entry counts
@@ -36,6 +37,13 @@ from ..domain.catalogue import IN_HOUSE, Catalogue
 from ..domain.learning import learning_window_days
 from ..domain.funnel import (
     APP_EVENT_TYPES,
+    APPROVALS,
+    CLICKS,
+    GROUP_CONTRIBUTION,
+    IMPRESSIONS,
+    LOANS,
+    PLATFORM_REVENUE,
+    SEP,
     IMPRESSION,
     REJECTED,
     REVERSED,
@@ -50,6 +58,7 @@ from ..domain.funnel import (
 )
 from ..store.caps import LeadCaps, UserFacts
 from ..store.catalogue import CatalogueStore
+from ..store.experiments import ExperimentCounters
 from ..store.connection import RedisClient
 from ..store.keys import Keys
 from ..store.ledger import ApplyRaced, CatalogueVersions, Ledger, StreamEntry
@@ -61,6 +70,8 @@ TRIM_SECONDS = 60.0
 # Applied entries stay in the stream a day, for inspection and replay.
 STREAM_KEEP_SECONDS = 86_400
 PLAN_CACHE_SIZE = 50_000
+# What an experiment counts per unit (the measures of the ledger's counters it keeps).
+EXPERIMENT_MEASURES = frozenset({IMPRESSIONS, CLICKS, APPROVALS, LOANS, PLATFORM_REVENUE, GROUP_CONTRIBUTION})
 
 
 class _Default(enum.Enum):
@@ -117,6 +128,7 @@ class LedgerWorker:
         self.ledger = Ledger(client, keys)
         self.user_facts = UserFacts(client, keys)
         self.lead_caps = LeadCaps(client, keys)
+        self.experiment_counters = ExperimentCounters(client, keys)
         self.catalogue_store = CatalogueStore(client, keys)
         self.versions = CatalogueVersions(self.catalogue_store)
         self._next_claim = 0.0
@@ -216,6 +228,7 @@ class LedgerWorker:
         if not readable:
             return 0
         self.apply_user_effects(readable)
+        self.apply_experiment_effects(readable)
         applied = self.apply_counters(readable)
         metrics.WORKER_APPLIED.inc(applied)
         metrics.WORKER_BATCH_SECONDS.observe(time.perf_counter() - started)
@@ -291,6 +304,61 @@ class LedgerWorker:
             pipe.execute()
         for user_id, decided_on in declines:
             self.user_facts.record_in_house_decline(user_id, decided_on)
+
+    def apply_experiment_effects(self, events: Sequence[tuple[str, LedgerEvent]]) -> None:
+        """Step 2, experiments: each event's impressions, clicks, approvals, loans and revenue on its unit, once.
+
+        A partner's postback is remembered in its experiment (and the ledger's
+        record of it names the experiment and arm), so its reversal — which
+        carries no impression — takes back exactly what it added.
+        """
+        taking_part: dict[tuple[str, str], str] = {}  # (partner, event id) → "experiment|arm", this batch
+        reversed_of = [(e.source, e.reverses) for _, e in events if e.type == REVERSED]
+        known: dict[tuple[str, str], str] = {}
+        if reversed_of:
+            read = self.client.pipeline(transaction=False)
+            for partner_id, event_id in reversed_of:
+                read.hget(self.keys.postback_record(partner_id, event_id), "x")
+            known = {k: v.decode() for k, v in zip(reversed_of, read.execute()) if v is not None}
+        pipe = self.client.pipeline(transaction=False)
+        queued = 0
+        for entry_id, event in events:
+            if event.type == REVERSED:
+                original = (event.source, event.reverses)
+                where = taking_part.get(original) or known.get(original)
+                if where is None:
+                    continue
+                experiment_id, _, arm = where.partition(SEP)
+                self.experiment_counters.queue(
+                    pipe, experiment_id=experiment_id, arm=arm, entry_id=entry_id, day=event.day, mode="reverse",
+                    increments={}, record=original,
+                )
+                queued += 1
+                continue
+            if not event.experiment_id or not event.unit or not event.arm:
+                continue
+            deltas, _ = self._plan(event)
+            increments: dict[str, int] = {}
+            for name, value in deltas.items():
+                measure = name.rpartition(SEP)[2]
+                if measure in EXPERIMENT_MEASURES:
+                    field = f"{event.unit}{SEP}{measure}"
+                    increments[field] = increments.get(field, 0) + value
+            if not increments:
+                continue
+            record = None
+            if event.source != "app":
+                record = (event.source, event.event_id)
+                where = f"{event.experiment_id}{SEP}{event.arm}"
+                taking_part[record] = where
+                pipe.hset(self.keys.postback_record(*record), "x", where)
+            self.experiment_counters.queue(
+                pipe, experiment_id=event.experiment_id, arm=event.arm, entry_id=entry_id, day=event.day,
+                mode="add" if record is None else "keep", increments=increments, record=record,
+            )
+            queued += 1
+        if queued:
+            pipe.execute()
 
     def apply_counters(self, events: Sequence[tuple[str, LedgerEvent]]) -> int:
         """Step 3: counters, learned counts and postback records, acknowledging each entry; returns how many applied."""

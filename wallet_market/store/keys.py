@@ -12,6 +12,8 @@ operation runs unchanged on Redis Cluster:
 - ``{partners}``: daily lead counters and the set of partners at their cap, updated together.
 - ``{ledger}``: the event stream, idempotency marks and revenue counters that
   the worker updates together.
+- ``{x:<experiment_id>}``: one experiment's per-unit outcome counters and the
+  marks that apply each event to them once.
 """
 from __future__ import annotations
 
@@ -157,3 +159,16 @@ class Keys:
     def dead_letters(self) -> str:
         """Stream of event-stream entries the worker could not interpret, kept for inspection."""
         return f"{self.prefix}:{{ledger}}:dead_letters"
+
+    # -- experiments -----------------------------------------------------
+    def experiment_units(self, experiment_id: str, arm: str) -> str:
+        """Hash ``"<unit pseudonym>|<measure>" → n``: the outcomes of every unit of one arm."""
+        return f"{self.prefix}:{{x:{experiment_id}}}:units:{arm}"
+
+    def experiment_applied(self, experiment_id: str, day: str) -> str:
+        """Set of event-stream entry ids already added to the experiment's counters on ``day``."""
+        return f"{self.prefix}:{{x:{experiment_id}}}:applied:{day}"
+
+    def experiment_postback(self, experiment_id: str, partner_id: str, event_id: str) -> str:
+        """What one partner postback added to the experiment's counters (for its reversal)."""
+        return f"{self.prefix}:{{x:{experiment_id}}}:postback:{partner_id}:{event_id}"

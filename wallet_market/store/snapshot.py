@@ -55,6 +55,9 @@ class SnapshotHolder(Generic[T]):
         self._pubsub: PubSub | None = None
         self.last_error: str | None = None
         self.listeners: list[Callable[[Snapshot[T]], None]] = []
+        # Other channels the same listener follows (experiments): channel → what to call on a message,
+        # also called on each fallback poll and after (re)subscribing.
+        self.channels: dict[str, Callable[[], None]] = {}
 
     @property
     def current(self) -> Snapshot[T] | None:
@@ -111,19 +114,33 @@ class SnapshotHolder(Generic[T]):
             try:
                 if self._pubsub is None:
                     self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-                    self._pubsub.subscribe(self.keys.published_channel())
+                    self._pubsub.subscribe(self.keys.published_channel(), *self.channels)
                     self.refresh()  # catch up on whatever was published while unsubscribed
+                    self._notify(list(self.channels))
                 message = self._pubsub.get_message(timeout=min(1.0, self.poll_seconds or 1.0))
                 if message is not None and message.get("type") == "message":
-                    self.refresh()
+                    channel = message.get("channel")
+                    channel = channel.decode() if isinstance(channel, bytes) else channel
+                    if channel in self.channels:
+                        self._notify([channel])
+                    else:
+                        self.refresh()
                 if self.poll_seconds and time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.poll_seconds
                     self.refresh()
+                    self._notify(list(self.channels))
             except Exception as exc:  # the listener must outlive any Redis failure
                 self.last_error = str(exc)
                 self._close_pubsub()
                 self._stop.wait(0.5)
         self._close_pubsub()
+
+    def _notify(self, channels: list[str]) -> None:
+        for channel in channels:
+            try:
+                self.channels[channel]()
+            except Exception:  # one follower's failure must not stop the listener
+                log.exception("handling a message on %s failed", channel)
 
     def _close_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
