@@ -148,6 +148,7 @@ def build_components(settings: Settings) -> Components:
         apr_cap_bps=settings.apr_cap_bps,
         decline_cooldown_days=settings.decline_cooldown_days,
         exploration_bps=settings.exploration_bps,
+        exploration_top_k=settings.exploration_top_k,
     )
     user_tokens = UserTokens(settings.secret_key, settings.user_token_ttl_seconds)
     impression_tokens = ImpressionTokens(settings.secret_key, settings.impression_token_ttl_seconds)

@@ -204,16 +204,16 @@ def test_clicks_on_a_capped_partner_stop_at_its_pace_under_concurrent_requests(c
 def test_the_decision_log_records_the_context_and_each_slots_distribution(settings_overrides):
     from wallet_market.app import create_app
 
-    app = create_app({**settings_overrides, "exploration_bps": 0}, start_background=False)
+    app = create_app({**settings_overrides, "exploration_bps": 2_000}, start_background=False)
     try:
         comps = app.extensions["wallet_market"]
         comps.admin.load(read_catalogue_file(CATALOGUE_FILE), actor="test", publish=True)
         comps.snapshots.refresh()
         headers = {"Authorization": f"Bearer {comps.api_keys.create('app')}", "X-User-Token": sign_in(comps, "person-4217")}
         client = app.test_client()
-        bodies = [client.get("/v1/layout?page=home&device_model=m1", headers=headers).json for _ in range(3)]
+        bodies = [client.get("/v1/layout?page=home&device_model=m1", headers=headers).json for _ in range(20)]
         log = comps.decision_log
-        assert log.flush() == 3
+        assert log.flush() == 20
         records = {r["decision_id"]: r for r in log.read(100)}
         for body in bodies:
             record = records[body["decision_id"]]
@@ -223,7 +223,13 @@ def test_the_decision_log_records_the_context_and_each_slots_distribution(settin
             assert record["experiment_id"] is None
             shown = {s["slot"]: s for s in record["slots"]}
             assert shown["top"]["product"] == body["slots"][0]["product"]["product_id"]
-            assert shown["top"]["distribution"] == {shown["top"]["product"]: 1.0}
+            for logged, served in zip(record["slots"], body["slots"]):
+                # ε = 20% per slot over 3 alternatives each: every slot is randomised, exactly and logged whole
+                assert len(logged["distribution"]) > 1
+                assert sum(logged["distribution"].values()) == pytest.approx(1.0)
+                assert logged["distribution"][logged["product"]] == logged["probability"]
+                token = comps.impression_tokens.verify(served["impression_token"])
+                assert token.propensity_bps == round(logged["probability"] * 10_000)
         # No user id, and nothing else that names the user, leaves for the log.
         assert "person-4217" not in repr(list(records.values()))
     finally:
