@@ -34,7 +34,9 @@ from .domain.placement import PlacementPolicy
 from .partners.client import PartnerClient, PartnerSecrets
 from .services.access import Access
 from .services.catalogue_admin import CatalogueAdmin
+from .services.analysis import AnalysisExporter
 from .services.decision_log import DecisionLog
+from .services.evaluation import Evaluation
 from .services.experiments import ExperimentAdmin, ExperimentServing
 from .services.errors import NotFound, ServiceError
 from .services.events import EventIngestion
@@ -54,6 +56,7 @@ from .services.settlement import SettlementClient
 from .services.tokens import ImpressionTokens, UserTokens
 from .settings import Settings
 from .store.access import ApiKeyStore
+from .store.analysis import AnalysisFiles
 from .store.breakers import redis_breaker_storage
 from .store.caps import LeadCaps
 from .store.catalogue import CatalogueStore
@@ -103,6 +106,9 @@ class Components:
     pseudonyms: Pseudonyms
     experiments: ExperimentAdmin
     experiment_serving: ExperimentServing
+    # evidence: the analysis log and off-policy evaluation
+    analysis_files: AnalysisFiles
+    evaluation: Evaluation
     # partner gateway
     partner_client: PartnerClient
     data_shares: DataShareStore
@@ -219,6 +225,7 @@ def build_components(settings: Settings) -> Components:
     layouts.on_decision.append(decision_log.record)
 
     admin = CatalogueAdmin(catalogue_store, settings.apr_cap_bps)
+    analysis_files = AnalysisFiles(settings.analysis_dir)
     learning = LearningRefresher(
         ledger,
         learned_rates,
@@ -273,6 +280,10 @@ def build_components(settings: Settings) -> Components:
             experiment_store, catalogue_store, ExperimentCounters(client, keys), settings.apr_cap_bps
         ),
         experiment_serving=experiment_serving,
+        analysis_files=analysis_files,
+        evaluation=Evaluation(
+            analysis_files, admin, policy, build=lambda record: build_serving(record, policy, catalogue_hooks)
+        ),
         partner_client=partner_client,
         data_shares=data_shares,
         prescreen=prescreen,
@@ -299,8 +310,8 @@ def build_ledger_worker(
     block_ms: int = 1000,
     claim_idle_ms: int = 30_000,
 ) -> LedgerWorker:
-    """The ledger consumer over this process's Redis."""
-    return LedgerWorker(
+    """The ledger consumer over this process's Redis; it also exports the analysis log to Parquet."""
+    worker = LedgerWorker(
         components.redis,
         components.keys,
         consumer=consumer,
@@ -310,6 +321,11 @@ def build_ledger_worker(
         block_ms=block_ms,
         claim_idle_ms=claim_idle_ms,
     )
+    worker.exporter = AnalysisExporter(
+        components.redis, components.keys, components.analysis_files, components.versions, consumer=worker.consumer
+    )
+    worker.export_seconds = components.settings.analysis_export_seconds
+    return worker
 
 
 def _partner_lookup(layouts: LayoutService, admin: CatalogueAdmin) -> Callable[[str], Partner | None]:

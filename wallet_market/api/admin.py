@@ -11,6 +11,8 @@ from marshmallow import Schema, fields
 from ..domain.catalogue import Page, Partner, Product, Rule
 from .auth import BEARER, actor, components, require
 from .schemas import (
+    EvaluateSchema,
+    EvaluationSchema,
     PageSchema,
     PartnerSchema,
     PreviewSchema,
@@ -151,6 +153,27 @@ class Candidates(MethodView):
         take it as their treatment, evaluations as their candidate.
         """
         return components().admin.freeze_candidate(actor(), data.get("note", ""))
+
+
+@rulesets.route("/evaluate")
+class Evaluate(MethodView):
+    decorators = [require(PM)]
+
+    @rulesets.doc(security=BEARER)
+    @rulesets.arguments(EvaluateSchema)
+    @rulesets.response(200, EvaluationSchema)
+    def post(self, data):
+        """Estimate what a candidate would earn, from the logged decisions, before it serves anyone
+
+        Every logged decision of the window (the Parquet analysis log the
+        worker exports) is replayed through the placement engine over the
+        candidate's catalogue — the draft or a stored version — given the
+        context it logged. IPS, SNIPS, DM and DR estimate the candidate's
+        revenue per 1,000 slot impressions with 95% intervals, beside what the
+        logging policy earned; the effective sample size, the support and the
+        warnings say how far to trust them.
+        """
+        return components().evaluation.evaluate(data["candidate"], data.get("from_"), data.get("to"), data["view"])
 
 
 @rulesets.route("/rollback")

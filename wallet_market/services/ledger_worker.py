@@ -131,6 +131,10 @@ class LedgerWorker:
         self.experiment_counters = ExperimentCounters(client, keys)
         self.catalogue_store = CatalogueStore(client, keys)
         self.versions = CatalogueVersions(self.catalogue_store)
+        # Exports the analysis log every ``export_seconds`` (set by the composition root), beside the counters.
+        self.exporter: Any = None
+        self.export_seconds = 5.0
+        self._next_export = 0.0
         self._next_claim = 0.0
         self._next_housekeeping = 0.0
         self._next_trim = 0.0
@@ -188,7 +192,20 @@ class LedgerWorker:
         if time.monotonic() >= self._next_housekeeping:
             self._next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
             self.housekeeping()
+        if self.exporter is not None and time.monotonic() >= self._next_export:
+            self._next_export = time.monotonic() + self.export_seconds
+            self.export()
         return applied
+
+    def export(self) -> tuple[int, int]:
+        """Export the analysis log now; a failure (a full disk) is logged and retried, never stops the ledger."""
+        try:
+            return self.exporter.export()
+        except redis.RedisError:
+            raise
+        except Exception:
+            log.exception("analysis export failed; retrying later")
+            return 0, 0
 
     def run_until_idle(self, timeout_seconds: float = 30.0) -> int:
         """Apply everything in the stream (reclaiming what others left), then return how many were applied."""

@@ -215,22 +215,27 @@ class Ledger:
         return pending + undelivered
 
     def trim(self, keep_seconds: int, now_ms: int) -> int:
-        """Drop entries applied (acknowledged) and older than ``keep_seconds``; returns how many went."""
+        """Drop entries older than ``keep_seconds`` that every consumer group acknowledged; returns how many went.
+
+        Every group counts — the ledger's and the analysis export's — so no
+        entry is trimmed before each of them has it.
+        """
         stream = self.keys.event_stream()
         try:
             groups = self.client.xinfo_groups(stream)
         except redis.ResponseError:
             return 0
-        group = next((g for g in groups if _text(g.get("name")) == self.group), None)
-        if group is None:
+        if not any(_text(g.get("name")) == self.group for g in groups):
             return 0
         bound = now_ms - keep_seconds * 1000
-        last = _text(group.get("last-delivered-id")) or "0-0"
-        bound = min(bound, int(last.split("-")[0]))
-        summary = self.client.xpending(stream, self.group)
-        if summary and summary.get("pending"):
-            oldest = _text(summary.get("min")) or "0-0"
-            bound = min(bound, int(oldest.split("-")[0]))
+        for group in groups:
+            name = _text(group.get("name")) or ""
+            last = _text(group.get("last-delivered-id")) or "0-0"
+            bound = min(bound, int(last.split("-")[0]))
+            summary = self.client.xpending(stream, name)
+            if summary and summary.get("pending"):
+                oldest = _text(summary.get("min")) or "0-0"
+                bound = min(bound, int(oldest.split("-")[0]))
         if bound <= 0:
             return 0
         return int(self.client.xtrim(stream, minid=f"{bound}-0", approximate=False))
