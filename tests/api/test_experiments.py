@@ -171,3 +171,27 @@ def test_results_count_per_unit_and_stop_and_ship(market, client, auth, comps):
     comps.snapshots.refresh()
     assert layout(client, auth, comps, "u1")["ruleset_version"] == 2
     assert client.post("/admin/v1/experiments/pin-card/ship", headers=auth("pm")).status_code == 409
+
+
+def test_another_process_serves_a_new_experiment_within_seconds(market, client, auth, settings_overrides):
+    import time
+
+    from wallet_market.app import create_app
+
+    other = create_app(settings_overrides, start_background=True)  # its snapshot listener follows the channels
+    try:
+        serving = other.extensions["wallet_market"].experiment_serving
+        assert not serving.running
+        response = client.post("/admin/v1/experiments", json=experiment(), headers=auth("pm"))
+        assert response.status_code == 201
+        deadline = time.monotonic() + 5
+        while not serving.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [e.experiment_id for e in serving.experiments] == ["pin-card"]
+        assert client.post("/admin/v1/experiments/pin-card/stop", headers=auth("pm")).status_code == 200
+        deadline = time.monotonic() + 5
+        while serving.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not serving.running
+    finally:
+        other.extensions["wallet_market"].close()

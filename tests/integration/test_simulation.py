@@ -1,9 +1,12 @@
 """The simulator with known truth: estimators of a draft's value against the truth, an A/A experiment, the command.
 
-The estimator tests log with the published rules (exploration at the default 200 bps) and estimate a draft
-that damps a card for tiers B and C. Learning is held still (``prior_strength`` very large), so the log's policy
-is stationary and the draft differs from it only by its rule; the dense funnels of ``sim_catalogue.toml`` carry
-enough conversions for a 20,000-user log to pin the value within a few percent.
+The estimator tests log with the published rules and estimate a draft that damps a card for tier D. The log is
+made as an evaluation campaign would make it: exploration raised to 1,000 bps (at the default 200 bps an
+explored alternative has a probability of 0.67%, so the few logged layouts that agree with a changed choice
+carry weights of about 150, and a day of 20,000 users pins a draft only when it changes very little), and
+learning held still (``prior_strength`` very large), so the log's policy is stationary and the draft differs
+from it by its rule alone. The dense funnels of ``sim_catalogue.toml`` carry enough conversions for the
+intervals' normal approximation.
 """
 import copy
 import json
@@ -23,7 +26,7 @@ ESTIMATORS = ("dr", "snips")
 
 @pytest.fixture
 def sim_settings(settings_overrides):
-    return load_settings(overrides={**settings_overrides, "exploration_bps": 200, "prior_strength": 10**7})
+    return load_settings(overrides={**settings_overrides, "exploration_bps": 1_000, "prior_strength": 10**7})
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +38,8 @@ def published():
 def draft(published):
     body = copy.deepcopy(published)
     body["rules"].append(canonical("rules", {
-        "rule_id": "damp_gold_b_c", "action": "boost", "product_id": "gold_card", "factor_bps": 8_000,
-        "condition": {"risk_tier": ["B", "C"]}, "priority": 30,
+        "rule_id": "damp_gold_d", "action": "boost", "product_id": "gold_card", "factor_bps": 8_000,
+        "condition": {"risk_tier": ["D"]}, "priority": 30,
     }))
     return body
 
@@ -61,7 +64,7 @@ def test_dr_and_snips_intervals_contain_the_drafts_true_value_in_nine_seeds_of_t
     covered = {name: 0 for name in ESTIMATORS}
     changed = 0
     for seed in range(1, 11):
-        estimates, truth, published_truth = estimate(sim_settings, published, draft, seed, users=400)
+        estimates, truth, published_truth = estimate(sim_settings, published, draft, seed, users=1_000)
         changed += truth != published_truth
         assert estimates["support_bps"] >= 9_000
         for name in ESTIMATORS:
@@ -80,7 +83,7 @@ def test_with_20000_users_dr_and_snips_are_within_15_percent_of_the_truth(sim_se
         value = estimates["estimators"][name]
         assert abs(value["rpm_fen"] - truth) <= 0.15 * truth, (name, value, truth)
         assert covers(value, truth), (name, value, truth)
-    assert estimates["effective_sample_size"] > 0.3 * sum(1 for _ in range(estimates["decisions"]))
+    assert estimates["effective_sample_size"] > estimates["decisions"]  # over the slots: about half of them
     assert published_truth != truth
 
 

@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping
 
 import orjson
 
+from .. import metrics
 from ..domain.catalogue import Catalogue
 from ..domain.economics import to_micro_fen
 from ..domain.funnel import IMPRESSION, REVERSED, LedgerEvent, earned_revenue_fen
@@ -144,7 +145,9 @@ class AnalysisExporter:
         for day, rows in sorted(by_day.items()):
             self.files.write("decisions", day, name, rows)
         self.decision_stream.ack([entry_id for entry_id, _ in entries])
-        return sum(len(rows) for rows in by_day.values())
+        written = sum(len(rows) for rows in by_day.values())
+        metrics.ANALYSIS_EXPORT.labels("decisions").inc(written)
+        return written
 
     def export_outcomes(self) -> int:
         entries = self.event_stream.read(EVENTS_PER_BATCH)
@@ -161,7 +164,9 @@ class AnalysisExporter:
         for day, rows in sorted(by_day.items()):
             self.files.write("outcomes", day, name, rows)
         self.event_stream.ack([entry_id for entry_id, _ in entries])
-        return sum(len(rows) for rows in by_day.values())
+        written = sum(len(rows) for rows in by_day.values())
+        metrics.ANALYSIS_EXPORT.labels("outcomes").inc(written)
+        return written
 
     def outcome_row(self, entry_id: str, event: LedgerEvent) -> dict[str, Any]:
         platform, group = self._earned(event)

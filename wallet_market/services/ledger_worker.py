@@ -205,6 +205,7 @@ class LedgerWorker:
             raise
         except Exception:
             log.exception("analysis export failed; retrying later")
+            metrics.ANALYSIS_EXPORT.labels("failed").inc()
             return 0, 0
 
     def run_until_idle(self, timeout_seconds: float = 30.0) -> int:
