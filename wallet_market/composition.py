@@ -12,6 +12,9 @@ runs is wired in :func:`build_components`, in plain sight:
   (:class:`~wallet_market.services.joint_login.JointLogin`);
 - the catalogue each snapshot serves: learned funnel rates
   (:class:`~wallet_market.services.learning.LearnedRates`);
+- which rules serve the request: the experiment running on the page and the
+  unit's arm (:class:`~wallet_market.services.experiments.ExperimentServing`,
+  refreshed on the experiments channel the snapshot listener follows);
 - after deciding: the decision log
   (:class:`~wallet_market.services.decision_log.DecisionLog`);
 - lead caps are read on the layout's own pipeline and enforced when a click is
@@ -20,6 +23,7 @@ runs is wired in :func:`build_components`, in plain sight:
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -32,30 +36,36 @@ from .domain.users import UserProfile
 from .partners.client import PartnerClient, PartnerSecrets
 from .services.access import Access, KeyTags
 from .services.catalogue_admin import CatalogueAdmin
+from .services.analysis import AnalysisExporter
 from .services.decision_log import DecisionLog
+from .services.evaluation import Evaluation
+from .services.experiments import ExperimentAdmin, ExperimentServing
 from .services.errors import NotFound, ServiceError
 from .services.events import EventIngestion
 from .services.health import Health
 from .services.joint_login import JointLogin, JointLoginTokens
 from .services.layouts import CatalogueHook, LayoutService, build_serving
-from .services.learning import LearnedRates, LearningRefresher
+from .services.learning import LearnedRates, LearningRefresher, read_decayed_counts
 from .services.ledger_worker import LedgerWorker
 from .services.partner_limits import PartnerRateLimit
 from .services.postbacks import PostbackService
 from .services.prescreen import PrescreenService
 from .services.preview import Preview
 from .services.profiles import UserProfiles
+from .services.pseudonyms import Pseudonyms
 from .services.reconciliation import ReconciliationSources
 from .services.revenue import Revenue
 from .services.settlement import SettlementClient
 from .services.tokens import ImpressionTokens, UserTokens
 from .settings import Settings
 from .store.access import ApiKeyStore
+from .store.analysis import AnalysisFiles
 from .store.breakers import redis_breaker_storage
 from .store.caps import LeadCaps
 from .store.catalogue import CatalogueStore
 from .store.connection import EmbeddedRedis, RedisClient, connect, hot_path_client
 from .store.data_shares import DataShareStore
+from .store.experiments import ExperimentCounters, ExperimentStore
 from .store.keys import Keys
 from .store.rates import PartnerCallCounter
 from .store.ledger import CatalogueVersions, Ledger
@@ -96,6 +106,13 @@ class Components:
     learned_rates: LearnedRates
     learning: LearningRefresher
     decision_log: DecisionLog
+    # evidence: experiments
+    pseudonyms: Pseudonyms
+    experiments: ExperimentAdmin
+    experiment_serving: ExperimentServing
+    # evidence: the analysis log and off-policy evaluation
+    analysis_files: AnalysisFiles
+    evaluation: Evaluation
     # partner gateway
     partner_client: PartnerClient
     data_shares: DataShareStore
@@ -141,6 +158,7 @@ def build_components(settings: Settings) -> Components:
         apr_cap_bps=settings.apr_cap_bps,
         decline_cooldown_days=settings.decline_cooldown_days,
         exploration_bps=settings.exploration_bps,
+        exploration_top_k=settings.exploration_top_k,
     )
     user_tokens = UserTokens(settings.secret_key, settings.user_token_ttl_seconds)
     impression_tokens = ImpressionTokens(settings.secret_key, settings.impression_token_ttl_seconds)
@@ -196,7 +214,14 @@ def build_components(settings: Settings) -> Components:
         replay_window_seconds=settings.postback_replay_window_seconds,
         rate_limit=partner_rate.check,
     )
-    decision_log = DecisionLog(client, keys)
+    # Experiments: the running ones and a snapshot of each treatment version, rebuilt on the experiments channel.
+    pseudonyms = Pseudonyms(settings.secret_key)
+    experiment_store = ExperimentStore(client, keys)
+    experiment_serving = ExperimentServing(
+        experiment_store, catalogue_store, build=lambda record: build_serving(record, policy, catalogue_hooks)
+    )
+    snapshots.channels[keys.experiments_channel()] = experiment_serving.refresh
+    decision_log = DecisionLog(client, keys, pseudonyms, decline_cooldown_days=settings.decline_cooldown_days)
 
     # The layout and its hooks.
     layouts = LayoutService(
@@ -207,6 +232,8 @@ def build_components(settings: Settings) -> Components:
         impression_tokens,
         policy,
         action_url=joint_login.action_url,
+        experiments=experiment_serving,
+        pseudonyms=pseudonyms,
     )
     layouts.on_decision.append(prescreen.after_layout)
     layouts.on_decision.append(decision_log.record)
@@ -220,6 +247,15 @@ def build_components(settings: Settings) -> Components:
     profiles.on_put.append(prefetch_prescreens)
 
     admin = CatalogueAdmin(catalogue_store, settings.apr_cap_bps)
+    analysis_files = AnalysisFiles(settings.analysis_dir)
+    learning = LearningRefresher(
+        ledger,
+        learned_rates,
+        snapshots,
+        interval_seconds=settings.learning_refresh_seconds,
+        half_life_days=settings.learning_half_life_days,
+    )
+    learning.on_change.append(experiment_serving.rebuild)  # treatments learn like the published rules
     settlement = SettlementClient(partner_client, _partner_lookup(layouts, admin))
     versions = CatalogueVersions(catalogue_store)
     lead_caps = LeadCaps(client, keys)
@@ -260,10 +296,17 @@ def build_components(settings: Settings) -> Components:
         ),
         revenue=Revenue(ledger),
         learned_rates=learned_rates,
-        learning=LearningRefresher(
-            ledger, learned_rates, snapshots, interval_seconds=settings.learning_refresh_seconds
-        ),
+        learning=learning,
         decision_log=decision_log,
+        pseudonyms=pseudonyms,
+        experiments=ExperimentAdmin(
+            experiment_store, catalogue_store, ExperimentCounters(client, keys), settings.apr_cap_bps
+        ),
+        experiment_serving=experiment_serving,
+        analysis_files=analysis_files,
+        evaluation=Evaluation(
+            analysis_files, admin, policy, build=lambda record: build_serving(record, policy, catalogue_hooks)
+        ),
         partner_client=partner_client,
         data_shares=data_shares,
         prescreen=prescreen,
@@ -275,9 +318,10 @@ def build_components(settings: Settings) -> Components:
     components.closers.extend([partner_client.close, prescreen.close])
     try:
         # The first snapshot of this process is built with what has been learned so far.
-        learned_rates.update(ledger.learned_counts())
+        learned_rates.update(read_decayed_counts(ledger, settings.learning_half_life_days, time.time()))
     except redis.RedisError as exc:
         log.warning("learned rates not loaded at start-up: %s", exc)
+    experiment_serving.refresh()
     return components
 
 
@@ -289,16 +333,22 @@ def build_ledger_worker(
     block_ms: int = 1000,
     claim_idle_ms: int = 30_000,
 ) -> LedgerWorker:
-    """The ledger consumer over this process's Redis."""
-    return LedgerWorker(
+    """The ledger consumer over this process's Redis; it also exports the analysis log to Parquet."""
+    worker = LedgerWorker(
         components.redis,
         components.keys,
         consumer=consumer,
         suppression_cooldown_days=components.settings.suppression_cooldown_days,
+        learning_half_life_days=components.settings.learning_half_life_days,
         batch_size=batch_size,
         block_ms=block_ms,
         claim_idle_ms=claim_idle_ms,
     )
+    worker.exporter = AnalysisExporter(
+        components.redis, components.keys, components.analysis_files, components.versions, consumer=worker.consumer
+    )
+    worker.export_seconds = components.settings.analysis_export_seconds
+    return worker
 
 
 def _partner_lookup(layouts: LayoutService, admin: CatalogueAdmin) -> Callable[[str], Partner | None]:

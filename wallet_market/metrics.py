@@ -130,6 +130,11 @@ def _build() -> dict[str, object]:
         "Decisions written to the decision log, or dropped because its queue was full",
         ["outcome"],
     )
+    _metrics["ANALYSIS_EXPORT"] = Counter(
+        "wallet_market_analysis_export_total",
+        "Rows the worker exported to the analysis log (decisions: slots; outcomes: events), and failed exports",
+        ["table"],
+    )
     _metrics["LEARNING_REFRESHES"] = Counter(
         "wallet_market_learning_refreshes_total",
         "Refreshes of the learned funnel rates that changed the serving snapshot",

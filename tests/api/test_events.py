@@ -201,31 +201,37 @@ def test_clicks_on_a_capped_partner_stop_at_its_pace_under_concurrent_requests(c
     assert "cps_loan" not in {s["product"]["product_id"] for s in layout(client, auth, sign_in(market, "late")).values()}
 
 
-def test_the_decision_log_records_each_shown_products_propensity(settings_overrides):
+def test_the_decision_log_records_the_context_and_each_slots_distribution(settings_overrides):
     from wallet_market.app import create_app
 
-    app = create_app({**settings_overrides, "exploration_bps": 10_000}, start_background=False)
+    app = create_app({**settings_overrides, "exploration_bps": 2_000}, start_background=False)
     try:
         comps = app.extensions["wallet_market"]
         comps.admin.load(read_catalogue_file(CATALOGUE_FILE), actor="test", publish=True)
         comps.snapshots.refresh()
-        headers = {"Authorization": f"Bearer {comps.api_keys.create('app')}", "X-User-Token": sign_in(comps, "u1")}
+        headers = {"Authorization": f"Bearer {comps.api_keys.create('app')}", "X-User-Token": sign_in(comps, "person-4217")}
         client = app.test_client()
-        bodies = [client.get("/v1/layout?page=home", headers=headers).json for _ in range(20)]
+        bodies = [client.get("/v1/layout?page=home&device_model=m1", headers=headers).json for _ in range(20)]
         log = comps.decision_log
         assert log.flush() == 20
         records = {r["decision_id"]: r for r in log.read(100)}
-        # Every decision explores the top slot among the 4 loans not shown elsewhere: 1/4 each.
         for body in bodies:
             record = records[body["decision_id"]]
-            assert record["version"] == 1 and record["user"] == "u1" and record["page"] == "home"
+            assert record["version"] == 1 and record["page"] == "home" and record["logged_in"] is True
+            assert record["unit"] == comps.pseudonyms.of_user("person-4217")
+            assert record["risk_tier"] == "A" and record["device_model"] == "m1"
+            assert record["experiment_id"] is None
             shown = {s["slot"]: s for s in record["slots"]}
             assert shown["top"]["product"] == body["slots"][0]["product"]["product_id"]
-            assert shown["top"]["propensity_bps"] == 2_500
-            assert shown["mid"]["propensity_bps"] == shown["low"]["propensity_bps"] == 10_000
-            top = comps.impression_tokens.verify(body["slots"][0]["impression_token"])
-            assert top.propensity_bps == 2_500
-        assert len({body["slots"][0]["product"]["product_id"] for body in bodies}) > 1
+            for logged, served in zip(record["slots"], body["slots"]):
+                # ε = 20% per slot over 3 alternatives each: every slot is randomised, exactly and logged whole
+                assert len(logged["distribution"]) > 1
+                assert sum(logged["distribution"].values()) == pytest.approx(1.0)
+                assert logged["distribution"][logged["product"]] == logged["probability"]
+                token = comps.impression_tokens.verify(served["impression_token"])
+                assert token.propensity_bps == round(logged["probability"] * 10_000)
+        # No user id, and nothing else that names the user, leaves for the log.
+        assert "person-4217" not in repr(list(records.values()))
     finally:
         app.extensions["wallet_market"].close()
 

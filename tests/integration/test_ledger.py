@@ -67,7 +67,7 @@ def test_app_events_are_appended_once_and_counted_once(redis_client, keys, ledge
     assert by_product["own_loan"]["expected_group_contribution_fen"] == 31
     assert by_product["own_loan"]["expected_platform_revenue_fen"] == 6  # 10.5 × 0.6 = 6.3
     assert UserFacts(redis_client, keys).impressions("u1", "20260101") == {"cps_loan": 1, "own_loan": 1}
-    assert ledger.learned_counts() == {
+    assert ledger.learned_counts(["20260101"]) == {
         "cps_loan|A|imp": 1, "cps_loan|A|wimp": 10_000, "own_loan|A|imp": 1, "own_loan|A|wimp": 6_000,
     }
 

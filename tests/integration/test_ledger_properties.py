@@ -75,7 +75,7 @@ def replay(client, prefix: str, events, pauses) -> tuple[list, dict]:
             worker.run_until_idle()
         deliver(ledger, event)
     worker.run_until_idle()
-    return ledger.counters(DAYS), ledger.learned_counts()
+    return ledger.counters(DAYS), ledger.learned_counts(DAYS)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

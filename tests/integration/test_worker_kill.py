@@ -67,7 +67,7 @@ def state(client, keys: Keys, ledger: Ledger):
     facts = UserFacts(client, keys)
     return (
         ledger.counters(DAYS),
-        ledger.learned_counts(),
+        ledger.learned_counts(DAYS),
         {u: facts.impressions(u, "20260101") for u in USERS},
         {u: facts.suppressed(u) for u in USERS},
     )

@@ -1,6 +1,6 @@
 """Learned funnel rates: Beta-smoothed priors that follow the observed counts, and placement follows them."""
 import tomllib
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,7 +11,11 @@ from wallet_market.domain.learning import (
     ObservedFunnel,
     apply_learning,
     beta_smoothed_bps,
+    decay_weight,
+    decayed_counts,
     learned_funnel,
+    learning_days,
+    learning_window_days,
     parse_observed,
 )
 from wallet_market.domain.placement import PlacementIndex, PlacementPolicy, RequestContext, UserState, place
@@ -109,3 +113,56 @@ def test_placement_follows_the_learned_rates(catalogue):
     assert learned.version == catalogue.version
     assert top(learned) == "own_loan"
     assert catalogue.products["cps_loan"].funnel.ctr_bps == 400  # the published catalogue is untouched
+
+
+# -- decay --------------------------------------------------------------------
+
+
+def test_a_days_counts_weigh_half_per_half_life():
+    assert decay_weight(0, 14) == 1
+    assert decay_weight(14, 14) == Fraction(1, 2)
+    assert decay_weight(28, 14) == Fraction(1, 4)
+    assert decay_weight(7, 14) == Fraction(0.5 ** 0.5)  # 0.7071…
+    assert float(decay_weight(7, 14)) == pytest.approx(0.70710678)
+    assert decay_weight(400, 0) == 1  # half-life 0: no decay
+
+
+def test_decayed_counts_add_up_each_day_times_its_weight():
+    today = date(2026, 3, 10)
+    by_day = [
+        (date(2026, 3, 10), {"cps_loan|A|imp": 100, "cps_loan|A|clk": 4}),
+        (date(2026, 3, 9), {"cps_loan|A|imp": 100, "cps_loan|A|clk": 2}),
+        (date(2026, 3, 8), {"cps_loan|A|imp": 80}),
+    ]
+    # half-life 1 day: weights 1, 1/2, 1/4 → impressions 100 + 50 + 20 = 170, clicks 4 + 1 = 5
+    assert decayed_counts(by_day, today, 1) == {"cps_loan|A|imp": 170, "cps_loan|A|clk": 5}
+    # half-life 2 days: weights 1, 2^-0.5, 1/2 → impressions 100 + 70.71 + 40 = 210.71
+    decayed = decayed_counts(by_day, today, 2)
+    assert float(decayed["cps_loan|A|imp"]) == pytest.approx(210.7107, abs=1e-4)
+    # no decay: plain sums
+    assert decayed_counts(by_day, today, 0) == {"cps_loan|A|imp": 280, "cps_loan|A|clk": 6}
+
+
+def test_the_window_reads_eight_half_lives_at_most_a_year():
+    assert learning_window_days(14) == 112
+    assert learning_window_days(60) == 365
+    assert learning_window_days(0) == 365
+    days = learning_days(date(2026, 3, 10), 1)
+    assert days[0] == date(2026, 3, 10) and days[-1] == date(2026, 3, 3) and len(days) == 8
+
+
+def test_decayed_counts_learn_like_whole_ones(catalogue):
+    # Two days of 1,000 best-slot impressions each: today's 30 clicks count whole, yesterday's 10 at half
+    # (half-life 1 day): clicks 30 + 5 = 35 over 1,000 + 500 impressions; no prior: 35 / 1,500 = 2.333% → 233 bps.
+    raw = decayed_counts(
+        [
+            (date(2026, 3, 10), {"cps_loan|A|wimp": 1_000 * 10_000, "cps_loan|A|imp": 1_000, "cps_loan|A|clk": 30}),
+            (date(2026, 3, 9), {"cps_loan|A|wimp": 1_000 * 10_000, "cps_loan|A|imp": 1_000, "cps_loan|A|clk": 10}),
+        ],
+        date(2026, 3, 10),
+        1,
+    )
+    observed = parse_observed(raw)
+    assert observed["cps_loan"]["A"].clicks == 35
+    funnel = learned_funnel(catalogue.products["cps_loan"].funnel, observed["cps_loan"], prior_strength=0)
+    assert funnel.ctr_bps == 233

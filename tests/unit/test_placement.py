@@ -590,13 +590,14 @@ def test_exploration_records_the_probability_of_what_was_shown():
         decision = place(index, RequestContext("home", NOW, user()), UserState(), policy, rng=random.Random(seed))
         (top,) = decision.slots
         seen[top.product_id] = (top.propensity_bps, top.reason)
-    # 20% explores uniformly over 4 products: the best is shown with 80% + 5% = 85%, any other with 5%
+    # 20% explores uniformly over the 3 best alternatives: the best is shown with 80%, each other with 6.67%
     assert seen == {
-        "a": (8500, "optimal"),
-        "b": (500, "exploration"),
-        "c": (500, "exploration"),
-        "d": (500, "exploration"),
+        "a": (8000, "optimal"),
+        "b": (667, "exploration"),
+        "c": (667, "exploration"),
+        "d": (667, "exploration"),
     }
+    assert decision.slots[0].logging_distribution() == pytest.approx({"a": 0.8, "b": 0.2 / 3, "c": 0.2 / 3, "d": 0.2 / 3})
 
 
 # -- the wallet story (demo catalogue) -----------------------------------------

@@ -17,6 +17,8 @@ from ..services.catalogue_admin import ANY, entity_etag
 from ..services.errors import ServiceError
 from .auth import BEARER, actor, components, require
 from .schemas import (
+    EvaluateSchema,
+    EvaluationSchema,
     ID,
     PageSchema,
     PartnerSchema,
@@ -178,9 +180,22 @@ class VersionSchema(Schema):
     counts = fields.Dict(keys=fields.String(), values=fields.Integer())
 
 
+class CandidateSchema(Schema):
+    version = fields.Integer(metadata={"description": "the number the frozen draft was given"})
+    frozen_at = fields.Float()
+    frozen_by = fields.String()
+    note = fields.String()
+    draft_revision = fields.Integer(metadata={"description": "the draft revision that was frozen"})
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer())
+
+
 class VersionsSchema(Schema):
     current = fields.Integer()
     versions = fields.List(fields.Nested(VersionSchema))
+    candidates = fields.List(
+        fields.Nested(CandidateSchema),
+        metadata={"description": "versions frozen from the draft for experiments and evaluation, never served by publish"},
+    )
 
 
 @rulesets.route("")
@@ -210,6 +225,44 @@ class Publish(MethodView):
         """
         result = components().admin.publish(actor(), data.get("note", ""))
         return result, (201 if result["published"] else 200)
+
+
+@rulesets.route("/candidates")
+class Candidates(MethodView):
+    decorators = [require(PM)]
+
+    @rulesets.doc(security=BEARER)
+    @rulesets.arguments(PublishSchema)
+    @rulesets.response(201, CandidateSchema)
+    def post(self, data):
+        """Freeze the draft as a numbered candidate version without publishing it
+
+        The candidate is guard-checked like a publish and stored beside the
+        published versions; the served version does not change. Experiments
+        take it as their treatment, evaluations as their candidate.
+        """
+        return components().admin.freeze_candidate(actor(), data.get("note", ""))
+
+
+@rulesets.route("/evaluate")
+class Evaluate(MethodView):
+    decorators = [require(PM)]
+
+    @rulesets.doc(security=BEARER)
+    @rulesets.arguments(EvaluateSchema)
+    @rulesets.response(200, EvaluationSchema)
+    def post(self, data):
+        """Estimate what a candidate would earn, from the logged decisions, before it serves anyone
+
+        Every logged decision of the window (the Parquet analysis log the
+        worker exports) is replayed through the placement engine over the
+        candidate's catalogue — the draft or a stored version — given the
+        context it logged. IPS, SNIPS, DM and DR estimate the candidate's
+        revenue per 1,000 slot impressions with 95% intervals, beside what the
+        logging policy earned; the effective sample size, the support and the
+        warnings say how far to trust them.
+        """
+        return components().evaluation.evaluate(data["candidate"], data.get("from_"), data.get("to"), data["view"])
 
 
 @rulesets.route("/rollback")

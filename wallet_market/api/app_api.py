@@ -16,6 +16,7 @@ from ..services.profiles import checked_user_id
 from .auth import BEARER, components, require
 from .schemas import USER_ID, LayoutQueryArgsSchema, LayoutSchema, UserProfileSchema, path_id
 
+DEVICE_ID_MAX = 128
 # One schema instance for the hot path (webargs would build one per request from a class).
 LAYOUT_QUERY = LayoutQueryArgsSchema()
 
@@ -28,7 +29,16 @@ class Layout(MethodView):
     # ``@arguments``: the hottest call of the service skips webargs' machinery.
     @layout.doc(
         security=[{"bearerAuth": [], "userToken": []}, {"bearerAuth": []}],
-        parameters=[{"in": "query", "schema": LayoutQueryArgsSchema}],
+        parameters=[
+            {"in": "query", "schema": LayoutQueryArgsSchema},
+            {
+                "in": "header",
+                "name": "X-Device-Id",
+                "required": False,
+                "schema": {"type": "string", "maxLength": DEVICE_ID_MAX},
+                "description": "a visitor's stable device id: the experiments' randomisation unit when nobody is logged in",
+            },
+        ],
     )
     @layout.alt_response(200, schema=LayoutSchema, success=True, description="The layout")
     @layout.alt_response(422, schema=ErrorSchema, description="A query argument is missing or invalid")
@@ -43,6 +53,9 @@ class Layout(MethodView):
             args = LAYOUT_QUERY.load(request.args.to_dict(), unknown=EXCLUDE)
         except ValidationError as exc:
             raise Invalid("invalid query arguments", {"query": exc.messages}) from None
+        device_id = request.headers.get("X-Device-Id") or None
+        if device_id is not None and (len(device_id) > DEVICE_ID_MAX or not device_id.isprintable()):
+            raise Invalid("invalid X-Device-Id", {"X-Device-Id": [f"must be 1–{DEVICE_ID_MAX} printable characters"]})
         comps = components()
         result = comps.layouts.layout(
             LayoutRequest(
@@ -52,6 +65,7 @@ class Layout(MethodView):
                 device_model=args.get("device_model"),
                 app_version=args.get("app_version"),
                 region=args.get("region"),
+                device_id=device_id,
             )
         )
         for slot in result.decision.slots:

@@ -280,3 +280,121 @@ class PostbackAnswerSchema(Schema):
     status = fields.String(metadata={"description": "accepted, or duplicate for an event_id seen before"})
     event_id = fields.String()
 
+
+
+# -- evidence: experiments and off-policy evaluation --------------------------------
+class ExperimentSchema(Schema):
+    """A new experiment: a candidate rule-set version against the published rules on one page."""
+
+    experiment_id = fields.String(required=True, validate=ID)
+    page = fields.String(required=True, validate=ID, metadata={"description": "the page the experiment runs on"})
+    treatment_version = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=1),
+        metadata={"description": "the rule-set version the treatment arm is served (POST /admin/v1/rulesets/candidates)"},
+    )
+    traffic_bps = fields.Integer(
+        required=True, strict=True, validate=BPS_RANGE,
+        metadata={"description": "share of units in the experiment; the rest are the holdout"},
+    )
+    treatment_bps = fields.Integer(
+        required=True, strict=True, validate=BPS_RANGE,
+        metadata={"description": "share of the experiment's units in the treatment arm"},
+    )
+    starts_at = fields.AwareDateTime(required=True)
+    ends_at = fields.AwareDateTime(required=True)
+
+    @validates_schema
+    def _window(self, data, **kwargs):
+        if "starts_at" in data and "ends_at" in data and data["ends_at"] <= data["starts_at"]:
+            raise ValidationError("must be after starts_at", "ends_at")
+
+
+class ExperimentRecordSchema(Schema):
+    experiment_id = fields.String()
+    page = fields.String()
+    treatment_version = fields.Integer()
+    traffic_bps = fields.Integer()
+    treatment_bps = fields.Integer()
+    starts_at = fields.AwareDateTime()
+    ends_at = fields.AwareDateTime()
+    status = fields.String(metadata={"description": "running, stopped or shipped"})
+    control_version = fields.Integer(metadata={"description": "the published version when the experiment was created"})
+    created_at = fields.String()
+    created_by = fields.String()
+    stopped_at = fields.String()
+    stopped_by = fields.String()
+    shipped_at = fields.String()
+    shipped_by = fields.String()
+
+
+class ArmResultSchema(Schema):
+    arm = fields.String(metadata={"description": "control or treatment"})
+    units = fields.Integer(metadata={"description": "randomisation units (users or devices) seen in the arm"})
+    impressions = fields.Integer()
+    clicks = fields.Integer()
+    approvals = fields.Integer()
+    loans = fields.Integer()
+    platform_revenue_fen = fields.Integer()
+    group_contribution_fen = fields.Integer()
+    rpm_group_fen = fields.Integer(metadata={"description": "group revenue per 1,000 impressions"})
+    rpm_platform_fen = fields.Integer(metadata={"description": "platform revenue per 1,000 impressions"})
+
+
+class LiftSchema(Schema):
+    metric = fields.String()
+    estimate_bps = fields.Integer(allow_none=True, metadata={"description": "treatment / control − 1, in bps"})
+    ci_low_bps = fields.Integer(allow_none=True)
+    ci_high_bps = fields.Integer(allow_none=True)
+    p_value = fields.Float(allow_none=True)
+
+
+class ExperimentResultsSchema(Schema):
+    experiment_id = fields.String()
+    status = fields.String()
+    arms = fields.List(fields.Nested(ArmResultSchema))
+    lift = fields.Nested(LiftSchema)
+    srm_p_value = fields.Float(allow_none=True, metadata={"description": "sample-ratio check; below 0.001 means the split is broken"})
+
+
+class EvaluateSchema(Schema):
+    candidate = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^(draft|[1-9][0-9]{0,8})\Z", error="must be draft or a rule-set version number"),
+        metadata={"description": "draft, or the number of a stored (candidate or published) version"},
+    )
+    from_ = fields.Date(load_default=None, allow_none=True, data_key="from", metadata={"description": "first day (UTC) of the log"})
+    to = fields.Date(load_default=None, allow_none=True, metadata={"description": "last day (UTC) of the log"})
+    view = fields.String(load_default="group", validate=validate.OneOf(("group", "platform")))
+
+    @validates_schema
+    def _ordered(self, data, **kwargs):
+        if data.get("from_") and data.get("to") and data["to"] < data["from_"]:
+            raise ValidationError("must not be before from", "to")
+
+
+class EstimateSchema(Schema):
+    rpm_fen = fields.Integer(allow_none=True, metadata={"description": "revenue per 1,000 slot impressions"})
+    ci_low_fen = fields.Integer(allow_none=True)
+    ci_high_fen = fields.Integer(allow_none=True)
+
+
+class LoggedValueSchema(Schema):
+    rpm_fen = fields.Integer(allow_none=True)
+
+
+class EstimatorsSchema(Schema):
+    ips = fields.Nested(EstimateSchema)
+    snips = fields.Nested(EstimateSchema)
+    dm = fields.Nested(EstimateSchema)
+    dr = fields.Nested(EstimateSchema)
+
+
+class EvaluationSchema(Schema):
+    candidate = fields.String()
+    view = fields.String()
+    decisions = fields.Integer(metadata={"description": "logged decisions replayed"})
+    logged = fields.Nested(LoggedValueSchema, metadata={"description": "what the logging policy earned"})
+    estimators = fields.Nested(EstimatorsSchema)
+    effective_sample_size = fields.Float()
+    support_bps = fields.Integer(allow_none=True, metadata={"description": "candidate's probability mass the log covers"})
+    warnings = fields.List(fields.String())

@@ -1,11 +1,13 @@
 """The ``wallet-market`` command: one module per audience, all on one click group.
 
 - :mod:`.catalogue`: ``catalog load|export`` (product managers);
+- :mod:`.rules`: ``rules evaluate`` (product managers: a candidate against the log);
 - :mod:`.access`: ``keys``, ``token`` (operators and the internal systems);
 - :mod:`.funnel`: ``worker``, ``postback-secret`` (the ledger);
 - :mod:`.ledger`: ``ledger dead-letters`` (entries the worker set aside, and their replay);
 - :mod:`.finance`: ``finance compare|reconcile`` (finance);
 - :mod:`.partners`: ``partners check|settlement`` (partner integration);
+- :mod:`.simulate`: synthetic users through the real services, under a prefix of their own;
 - :mod:`.serve` and :mod:`.demo`: running the service and showing it.
 
 Every command builds what it needs through :mod:`wallet_market.composition`.
@@ -18,7 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import click
 
-from . import access, catalogue, demo, finance, funnel, ledger, partners, serve
+from . import access, catalogue, demo, finance, funnel, ledger, partners, rules, serve, simulate
 
 
 def _version() -> str:
@@ -73,7 +75,7 @@ def main(verbose: bool) -> None:
     )
 
 
-for _module in (catalogue, access, funnel, ledger, finance, partners, serve, demo):
+for _module in (catalogue, access, funnel, ledger, finance, partners, rules, simulate, serve, demo):
     _module.register(main)
 
 

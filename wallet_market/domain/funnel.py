@@ -170,6 +170,9 @@ class LedgerEvent:
     event_id: str = ""
     amount_fen: int = 0
     reverses: str = ""
+    experiment_id: str = ""  # the experiment the impression took part in, with its arm and unit pseudonym
+    arm: str = ""
+    unit: str = ""
 
     @property
     def day(self) -> str:
@@ -181,7 +184,7 @@ class LedgerEvent:
             "k": self.type, "at": self.occurred_at, "src": self.source, "d": self.decision_id, "pg": self.page_id,
             "s": self.slot_id, "i": self.position, "p": self.product_id, "v": self.ruleset_version,
             "u": self.user_id, "t": self.risk_tier, "pr": self.propensity_bps, "e": self.event_id,
-            "amt": self.amount_fen, "rev": self.reverses,
+            "amt": self.amount_fen, "rev": self.reverses, "x": self.experiment_id, "a": self.arm, "n": self.unit,
         }
         return {k: v for k, v in body.items() if v not in (None, "")}
 
@@ -203,6 +206,9 @@ class LedgerEvent:
             event_id=str(body.get("e", "")),
             amount_fen=int(body.get("amt", 0)),
             reverses=str(body.get("rev", "")),
+            experiment_id=str(body.get("x", "")),
+            arm=str(body.get("a", "")),
+            unit=str(body.get("n", "")),
         )
 
 

@@ -12,12 +12,19 @@ Clicks are normalised by slot position: the click-through rate of the catalogue
 is the best slot's, so its trials are the impressions weighted by their slot's
 position weight. The approval rate is learned per risk tier (the catalogue may
 hold it per tier); click-through, apply and draw rates pool every tier.
+
+Old evidence fades: the ledger keeps the observed counts per day, and a day's
+counts weigh ``0.5 ** (age_days / half_life_days)`` — today's in full, those a
+half-life ago half — so a product whose funnel changes is relearned within a
+few half-lives rather than averaged with its whole history. Days older than
+:func:`learning_window_days` weigh under 0.4% and are not read.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import date, timedelta
 from fractions import Fraction
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from .catalogue import BPS, RISK_TIERS, Catalogue, Funnel
 from .economics import round_half_up
@@ -32,16 +39,24 @@ from .funnel import (
 )
 
 
+# The longest window of days read, whatever the half-life (and the window without decay).
+MAX_WINDOW_DAYS = 365
+# Days read per half-life: after 8 half-lives a day weighs 1/256 of today.
+WINDOW_HALF_LIVES = 8
+
+Count = int | Fraction
+
+
 @dataclass(frozen=True, slots=True)
 class ObservedFunnel:
-    """Funnel counts observed for one product (and risk tier)."""
+    """Funnel counts observed for one product (and risk tier); decayed counts are fractions."""
 
-    weighted_impressions_bps: int = 0  # Σ position weight of the impressions' slots
-    impressions: int = 0
-    clicks: int = 0
-    applications: int = 0
-    approvals: int = 0
-    loans: int = 0
+    weighted_impressions_bps: Count = 0  # Σ position weight of the impressions' slots
+    impressions: Count = 0
+    clicks: Count = 0
+    applications: Count = 0
+    approvals: Count = 0
+    loans: Count = 0
 
     def __add__(self, other: "ObservedFunnel") -> "ObservedFunnel":
         return ObservedFunnel(
@@ -68,15 +83,48 @@ _FIELD_OF = {
 }
 
 
-def parse_observed(raw: Mapping[str, int]) -> dict[str, dict[str, ObservedFunnel]]:
+def learning_window_days(half_life_days: int) -> int:
+    """How many days of counts are read: ``8 × half-life`` (at most 365); 365 without decay (0)."""
+    if half_life_days <= 0:
+        return MAX_WINDOW_DAYS
+    return min(MAX_WINDOW_DAYS, WINDOW_HALF_LIVES * half_life_days)
+
+
+def learning_days(today: date, half_life_days: int) -> list[date]:
+    """The days whose counts are read, today first."""
+    return [today - timedelta(days=age) for age in range(learning_window_days(half_life_days))]
+
+
+def decay_weight(age_days: int, half_life_days: int) -> Fraction:
+    """``0.5 ** (age_days / half_life_days)`` as an exact fraction (1 without decay, i.e. half-life 0)."""
+    if half_life_days <= 0 or age_days <= 0:
+        return Fraction(1)
+    if age_days % half_life_days == 0:
+        return Fraction(1, 2 ** (age_days // half_life_days))
+    return Fraction(0.5 ** (age_days / half_life_days))
+
+
+def decayed_counts(
+    counts_by_day: Iterable[tuple[date, Mapping[str, int]]], today: date, half_life_days: int
+) -> dict[str, Fraction]:
+    """Per-day counts ``field → n`` summed with each day's decay weight (days after ``today`` weigh 1)."""
+    out: dict[str, Fraction] = {}
+    for day, counts in counts_by_day:
+        weight = decay_weight((today - day).days, half_life_days)
+        for name, count in counts.items():
+            out[name] = out.get(name, Fraction(0)) + weight * int(count)
+    return {name: value for name, value in out.items() if value}
+
+
+def parse_observed(raw: Mapping[str, Count]) -> dict[str, dict[str, ObservedFunnel]]:
     """Observed counts ``"<product>|<tier>|<measure>" → n`` as product → risk tier → counts."""
-    values: dict[tuple[str, str], dict[str, int]] = {}
+    values: dict[tuple[str, str], dict[str, Count]] = {}
     for name, count in raw.items():
         parts = name.rsplit(SEP, 2)
         if len(parts) != 3 or parts[2] not in _FIELD_OF:
             continue
         product, tier, measure = parts
-        values.setdefault((product, tier), {})[_FIELD_OF[measure]] = int(count)
+        values.setdefault((product, tier), {})[_FIELD_OF[measure]] = count if isinstance(count, Fraction) else int(count)
     out: dict[str, dict[str, ObservedFunnel]] = {}
     for (product, tier), fields in values.items():
         out.setdefault(product, {})[tier] = ObservedFunnel(**fields)

@@ -69,6 +69,7 @@ class PlacementPolicy:
     apr_cap_bps: int = 2400
     decline_cooldown_days: int = 90
     exploration_bps: int = 0
+    exploration_top_k: int = 3  # the alternatives an explored slot picks among
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,20 @@ class SlotDecision:
     expected_revenue_micro_fen: int
     propensity_bps: int
     reason: str  # "optimal" | "pinned" | "fallback" | "editorial" | "exploration"
+    # The slot's logging distribution: the exact probability of every product it could have shown
+    # (empty when the choice was certain).
+    distribution: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def probability(self) -> float:
+        """The exact probability with which this slot shows its product."""
+        if not self.distribution:
+            return 1.0
+        return next((p for pid, p in self.distribution if pid == self.product_id), 0.0)
+
+    def logging_distribution(self) -> dict[str, float]:
+        """Product → probability of showing it in this slot (1.0 for the product shown when certain)."""
+        return dict(self.distribution) if self.distribution else {self.product_id: 1.0}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +105,7 @@ class SlotDecision:
             "expected_revenue_micro_fen": self.expected_revenue_micro_fen,
             "propensity_bps": self.propensity_bps,
             "reason": self.reason,
+            "distribution": self.logging_distribution(),
         }
 
 
@@ -131,6 +147,8 @@ class Decision:
     slots: tuple[SlotDecision, ...]
     explanations: tuple[CandidateExplanation, ...] = ()
     total_expected_micro_fen: int = 0
+    # What exploration costs this layout in expectation: the optimum's value less the randomised layout's.
+    exploration_cost_micro_fen: int = 0
 
     def product_in(self, slot_id: str) -> str | None:
         """The product placed in ``slot_id``, or None when the slot is not shown."""
@@ -154,6 +172,7 @@ class Decision:
             "slots": [s.to_dict() for s in self.slots],
             "explanations": [e.to_dict() for e in self.explanations],
             "total_expected_micro_fen": self.total_expected_micro_fen,
+            "exploration_cost_micro_fen": self.exploration_cost_micro_fen,
         }
 
 
@@ -442,7 +461,7 @@ class PlacementIndex:
 #   eligibility  the reason each product may not be placed (None when it may)
 #   scores       expected revenue per impression after boosts; floors; the candidates
 #   assignment   pins, then the optimal (or editorial) assignment, then fallbacks
-#   exploration  ε-greedy on the assignment, with the propensity of what is shown
+#   exploration  ε-greedy per slot among its k best alternatives, with each slot's exact distribution
 #   explanation  the slot decisions, and on request why each product won or lost
 
 
@@ -475,18 +494,19 @@ def place(
         _pins(effects.pins, page, audience.slots, index._by_id, reason, assignment, notes)
     if effects.floors:
         _apply_floors(effects.floors, reason, scores, assignment.pinned)
-    propensity: Mapping[str, int] = _NO_EXPLORATION
+    explored = _NOT_EXPLORED
     if facts.personalized:
         order = _free_slots(audience.best_first, assignment)
         cands = _candidates(index._entries, reason, scores, assignment.pinned)
         _assign_optimal(order, cands, scores, assignment)
+        _assign_fallbacks(audience.slots, index._by_id, facts, reason, assignment, notes)
         if policy.exploration_bps > 0 and order:
-            propensity = _explore(order, cands, assignment, policy.exploration_bps, rng)
+            explored = _explore(order, cands, scores, assignment, policy, rng)
     else:
         _assign_editorial(_free_slots(audience.slots, assignment), index._editorial[ctx.page_id], reason, assignment)
-    _assign_fallbacks(audience.slots, index._by_id, facts, reason, assignment, notes)
+        _assign_fallbacks(audience.slots, index._by_id, facts, reason, assignment, notes)
 
-    decided, total = _slot_decisions(audience.slots, page.position, assignment.chosen, scores, propensity)
+    decided, total = _slot_decisions(audience.slots, page.position, assignment.chosen, scores, explored.distributions)
     explanations: tuple[CandidateExplanation, ...] = ()
     if notes is not None:
         explanations = _explain(
@@ -500,6 +520,7 @@ def place(
         slots=tuple(decided),
         explanations=explanations,
         total_expected_micro_fen=total,
+        exploration_cost_micro_fen=explored.cost_micro_fen,
     )
 
 
@@ -1150,94 +1171,202 @@ def _best_by_kind(
 
 
 # -- stage: exploration
+#
+# With probability ε = exploration_bps / 10,000 per slot, a slot the optimal
+# assignment filled shows instead one of its k best alternatives (k =
+# exploration_top_k), uniformly: an eligible candidate it accepts, best score
+# first. At most one slot explores per layout: one uniform draw u picks slot i
+# when i·ε ≤ u < (i + 1)·ε (each of the n explorable slots with probability ε;
+# no exploration with probability 1 − n·ε; ε is taken as 1/n when n·ε > 1),
+# and a second draw picks the alternative. An alternative shown elsewhere on
+# the page swaps places with the slot's product (so the page keeps every
+# product once and each partner's count of slots); one not on the page
+# replaces it, only if its partner's share cap has room. Pinned and fallback
+# slots never move, and only eligible candidates are ever shown.
+#
+# Because one slot at most explores, each slot's probability of showing each
+# product is exact and cheap: slot s shows its optimum o(s) unless it explores
+# (ε) or another slot t explores into o(s) (ε / |A(t)| when o(s) ∈ A(t)), in
+# which case it shows o(t). Those are the distributions logged for
+# off-policy evaluation.
+#
+# The expected cost, against the optimum's value, is
+#   Σ_s ε / |A(s)| · Σ_{b ∈ A(s)} Δ(s, b)   with
+#   Δ(s, b) = w(s) · (v(o(s)) − v(b))                    for b not on the page,
+#   Δ(s, b) = (w(s) − w(s')) · (v(o(s)) − v(b))          for b shown in slot s',
+# w the slot weights and v the scores: at most ε × (the explorable slots' value).
 
-_NO_EXPLORATION: Mapping[str, int] = {}  # read only: the propensities of a layout nothing was explored on
+
+class _Explored:
+    """Exploration's answer: the logging distribution of each slot it randomised, and the expected cost."""
+
+    __slots__ = ("distributions", "cost_micro_fen")
+
+    def __init__(self, distributions: Mapping[str, tuple[tuple[str, float], ...]], cost_micro_fen: int) -> None:
+        self.distributions = distributions
+        self.cost_micro_fen = cost_micro_fen
+
+
+_NOT_EXPLORED = _Explored({}, 0)
+
+
+class _Plan:
+    """The randomisation of one layout, independent of the draw: slots, alternatives, distributions, cost."""
+
+    __slots__ = ("slots", "alternatives", "share", "distributions", "cost_micro_fen")
+
+    def __init__(
+        self,
+        slots: tuple[str, ...],
+        alternatives: tuple[tuple[str, ...], ...],
+        share: float,
+        distributions: dict[str, tuple[tuple[str, float], ...]],
+        cost_micro_fen: int,
+    ) -> None:
+        self.slots = slots
+        self.alternatives = alternatives
+        self.share = share
+        self.distributions = distributions
+        self.cost_micro_fen = cost_micro_fen
+
+
+class _PlanMemo:
+    """Exploration plans already made, by their exact inputs (a small LRU shared by the process)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._plans: OrderedDict[tuple, _Plan] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> _Plan | None:
+        with self._lock:
+            hit = self._plans.get(key)
+            if hit is not None:
+                self._plans.move_to_end(key)
+            return hit
+
+    def put(self, key: tuple, plan: _Plan) -> None:
+        with self._lock:
+            self._plans[key] = plan
+            if len(self._plans) > self.size:
+                self._plans.popitem(last=False)
+
+
+_PLANS = _PlanMemo()
 
 
 def _explore(
     order: list[Slot],
     cands: list[_Entry],
+    scores: Mapping[str, int],
     assignment: _Assignment,
-    exploration_bps: int,
+    policy: PlacementPolicy,
     rng: random.Random | None,
-) -> dict[str, int]:
-    """ε-greedy on the assignment: the best free slot (``order[0]``) may show another candidate.
-
-    Changes ``assignment`` when it does; returns the propensity (bps) of what each
-    explored slot shows. A slot not in it was filled deterministically.
-    """
-    propensity: dict[str, int] = {}
-    slot = order[0]
-    shown = _explore_slot(slot, cands, assignment, exploration_bps, rng)
-    if shown is not None:
-        propensity[slot.slot_id] = shown
-    return propensity
-
-
-def _explore_slot(
-    slot: Slot,
-    cands: list[_Entry],
-    assignment: _Assignment,
-    exploration_bps: int,
-    rng: random.Random | None,
-) -> int | None:
-    """With probability ε a uniform pick among the slot's alternatives instead of its optimal product.
-
-    Returns the exact probability (bps, at least 1) of the product the slot
-    shows, so off-policy evaluation can reweight it; None when the slot has no
-    alternative to explore.
-    """
-    current = assignment.chosen.get(slot.slot_id)
-    if current is None:
-        return None
-    optimal = current[0]
-    optimal_partner = _partner_of(cands, optimal)
-    alternatives = _alternatives(slot, cands, assignment, optimal, optimal_partner)
-    if len(alternatives) <= 1:
-        return None
+) -> _Explored:
+    """Randomise the optimal assignment as described above; changes ``assignment`` when a slot explores."""
+    chosen = assignment.chosen
+    explorable = [s for s in order if chosen.get(s.slot_id, ("", ""))[1] == "optimal"]
+    if not explorable:
+        return _NOT_EXPLORED
+    key = (
+        tuple((s.slot_id, s.position_weight_bps, s.accepts, chosen[s.slot_id][0]) for s in explorable),
+        tuple((e.product_id, scores[e.product_id], e.kind, e.partner_id) for e in cands),
+        tuple(sorted(assignment.cap_left.items())),
+        tuple(sorted(pid for pid, _ in chosen.values())),
+        policy.exploration_bps,
+        policy.exploration_top_k,
+    )
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _plan(explorable, cands, scores, assignment, policy)
+        _PLANS.put(key, plan)
+    if not plan.distributions:
+        return _NOT_EXPLORED
     draw = rng.random() if rng is not None else random.random()
-    picked = optimal
-    if draw * BPS < exploration_bps:
-        j = rng.randrange(len(alternatives)) if rng is not None else random.randrange(len(alternatives))
-        picked = alternatives[j]
-    if picked != optimal:
-        assignment.chosen[slot.slot_id] = (picked, "exploration")
-        cap_left = assignment.cap_left
-        picked_partner = _partner_of(cands, picked)
-        if optimal_partner is not None and optimal_partner in cap_left:
-            cap_left[optimal_partner] += 1
-        if picked_partner is not None and picked_partner in cap_left:
-            cap_left[picked_partner] -= 1
-    share = exploration_bps / len(alternatives)
-    probability = share + (BPS - exploration_bps if picked == optimal else 0)
-    return max(1, round(probability))
+    i = int(draw / plan.share) if plan.share > 0 else len(plan.slots)
+    if i < len(plan.slots) and plan.alternatives[i]:
+        options = plan.alternatives[i]
+        picked = options[rng.randrange(len(options)) if rng is not None else random.randrange(len(options))]
+        sid = plan.slots[i]
+        optimal = chosen[sid][0]
+        elsewhere = next((other for other, (pid, _) in chosen.items() if pid == picked), None)
+        chosen[sid] = (picked, "exploration")
+        if elsewhere is not None:
+            chosen[elsewhere] = (optimal, "exploration")
+        else:
+            cap_left = assignment.cap_left
+            partners = {e.product_id: e.partner_id for e in cands}
+            if partners.get(optimal) in cap_left:
+                cap_left[partners[optimal]] += 1  # type: ignore[index]
+            if partners.get(picked) in cap_left:
+                cap_left[partners[picked]] -= 1  # type: ignore[index]
+    return _Explored(plan.distributions, plan.cost_micro_fen)
 
 
-def _partner_of(cands: list[_Entry], product_id: str) -> str | None:
-    return next((e.partner_id for e in cands if e.product_id == product_id), None)
-
-
-def _alternatives(
-    slot: Slot, cands: list[_Entry], assignment: _Assignment, optimal: str, optimal_partner: str | None
-) -> list[str]:
-    """The candidates ``slot`` could show instead: not placed elsewhere, of a kind it accepts, within caps.
-
-    The slot's own product frees its partner's share for the others.
-    """
-    sid = slot.slot_id
-    elsewhere = {pid for other, (pid, _) in assignment.chosen.items() if other != sid}
+def _plan(
+    explorable: list[Slot],
+    cands: list[_Entry],
+    scores: Mapping[str, int],
+    assignment: _Assignment,
+    policy: PlacementPolicy,
+) -> _Plan:
+    """Each explorable slot's alternatives, every slot's exact distribution and the expected cost."""
+    chosen = assignment.chosen
+    n = len(explorable)
+    share = min(policy.exploration_bps / BPS, 1.0 / n)
+    optimum = {s.slot_id: chosen[s.slot_id][0] for s in explorable}
+    placed_in = {pid: sid for sid, pid in optimum.items()}
+    fixed = {pid for sid, (pid, _) in chosen.items() if sid not in optimum}  # pinned and fallback products
+    slot_of = {s.slot_id: s for s in explorable}
+    entry = {e.product_id: e for e in cands}
     cap_left = assignment.cap_left
-    alternatives = []
-    for e in cands:
-        pid = e.product_id
-        if pid in elsewhere or e.kind not in slot.accepts:
-            continue
-        partner_id = e.partner_id
-        if pid != optimal and partner_id is not None and partner_id in cap_left:
-            if cap_left[partner_id] + (1 if partner_id == optimal_partner else 0) <= 0:
+    alternatives: list[tuple[str, ...]] = []
+    for slot in explorable:
+        sid = slot.slot_id
+        own = entry[optimum[sid]]
+        found: list[str] = []
+        for e in cands:
+            pid = e.product_id
+            if pid == own.product_id or pid in fixed or e.kind not in slot.accepts:
                 continue
-        alternatives.append(pid)
-    return alternatives
+            other = placed_in.get(pid)
+            if other is not None:
+                if own.kind not in slot_of[other].accepts:
+                    continue  # the swap would put a product where it cannot go
+            elif e.partner_id is not None and e.partner_id in cap_left:
+                if cap_left[e.partner_id] + (1 if e.partner_id == own.partner_id else 0) <= 0:
+                    continue
+            found.append(pid)
+            if len(found) >= policy.exploration_top_k:
+                break
+        alternatives.append(tuple(found))
+    mass: dict[str, dict[str, float]] = {sid: {pid: 1.0} for sid, pid in optimum.items()}
+    cost = 0.0
+    for slot, options in zip(explorable, alternatives):
+        if not options:
+            continue
+        sid = slot.slot_id
+        mine = optimum[sid]
+        each = share / len(options)
+        for b in options:
+            dist = mass[sid]
+            dist[mine] -= each
+            dist[b] = dist.get(b, 0.0) + each
+            other = placed_in.get(b)
+            gap = scores[mine] - scores[b]
+            if other is None:
+                cost += each * slot.position_weight_bps * gap / BPS
+            else:
+                theirs = mass[other]
+                theirs[b] -= each
+                theirs[mine] = theirs.get(mine, 0.0) + each
+                cost += each * (slot.position_weight_bps - slot_of[other].position_weight_bps) * gap / BPS
+    distributions = {
+        sid: tuple(sorted((pid, p) for pid, p in dist.items() if p > 0))
+        for sid, dist in mass.items()
+        if len(dist) > 1
+    }
+    return _Plan(tuple(optimum), tuple(alternatives), share, distributions, round(cost))
 
 
 # -- stage: explanation
@@ -1248,7 +1377,7 @@ def _slot_decisions(
     position: Mapping[str, int],
     chosen: Mapping[str, tuple[str, str]],
     scores: Mapping[str, int],
-    propensity: Mapping[str, int],
+    distributions: Mapping[str, tuple[tuple[str, float], ...]],
 ) -> tuple[list[SlotDecision], int]:
     """The filled slots in page order, each with its expected revenue, and the page's total."""
     decided: list[SlotDecision] = []
@@ -1260,14 +1389,20 @@ def _slot_decisions(
         pid, why = hit
         value = _div_round(scores[pid] * slot.position_weight_bps, BPS)
         total += value
+        distribution = distributions.get(slot.slot_id, ())
+        propensity = DETERMINISTIC_BPS
+        if distribution:
+            probability = next((p for product, p in distribution if product == pid), 0.0)
+            propensity = max(1, round(probability * BPS))
         decided.append(
             SlotDecision(
                 slot_id=slot.slot_id,
                 position=position[slot.slot_id],
                 product_id=pid,
                 expected_revenue_micro_fen=value,
-                propensity_bps=propensity.get(slot.slot_id, DETERMINISTIC_BPS),
+                propensity_bps=propensity,
                 reason=why,
+                distribution=distribution,
             )
         )
     return decided, total

@@ -295,12 +295,42 @@ class CatalogueAdmin:
                 continue
         raise Conflict("the draft kept changing; try again")
 
+    def freeze_candidate(self, actor: str, note: str = "") -> dict[str, Any]:
+        """Freeze the draft as the next numbered version, guard-checked, without serving it."""
+        for _ in range(WRITE_ATTEMPTS):
+            revision, draft = self.store.read_draft()
+            self._check(draft, refusing="to freeze the draft")
+            body = {kind: [draft[kind][k] for k in sorted(draft[kind])] for kind in ENTITIES}
+            try:
+                version = self.store.freeze_candidate(body, actor=actor, expected_revision=revision, note=note)
+            except ConcurrentChange:
+                continue
+            return self.store.candidates()[-1] | {"version": version}
+        raise Conflict("the draft kept changing; try again")
+
+    def draft_record(self) -> dict[str, Any]:
+        """The draft as a rule-set record (version 0), guard-checked: what ``build_serving`` takes."""
+        _, draft = self.store.read_draft()
+        self._check(draft, refusing="to use the draft")
+        return {"version": 0, "catalogue": {kind: [draft[kind][k] for k in sorted(draft[kind])] for kind in ENTITIES}}
+
+    def version_record(self, version: int) -> dict[str, Any]:
+        """A stored (published or candidate) version's record; 404 naming ``version`` when there is none."""
+        try:
+            return self.store.load_version(version)
+        except UnknownVersion:
+            raise NotFound(f"rule-set version {version} does not exist", {"version": ["unknown version"]}) from None
+
     def published(self) -> dict[str, Any] | None:
         """The served version's record and catalogue (``None`` before the first publish)."""
         return self.store.load_current()
 
     def versions(self) -> dict[str, Any]:
-        return {"current": self.store.current_version(), "versions": [self._record(r) for r in self.store.history()]}
+        return {
+            "current": self.store.current_version(),
+            "versions": [self._record(r) for r in self.store.history()],
+            "candidates": [_with_iso_time(c, "frozen_at") for c in self.store.candidates()],
+        }
 
     @staticmethod
     def _record(record: Mapping[str, Any]) -> dict[str, Any]:

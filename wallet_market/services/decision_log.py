@@ -1,69 +1,43 @@
-"""The decision log: every layout decision with its propensities, for offline policy evaluation.
+"""The decision log: every layout decision with the context it saw and its propensities, for evaluation.
 
 ``record`` is a layout ``on_decision`` hook: it only appends to an in-memory
 queue (bounded; the oldest are dropped, and counted, if Redis stays away). A
-background thread writes the queue to the ``decisions`` stream, a batch of
-decisions per stream entry (field ``d``, a JSON list), so no request waits on
-it and Redis pays per batch, not per layout. Each row names the decision,
-time, page, rule-set version, user and risk tier, and for every slot the
-product shown and the probability with which it was chosen (``propensity_bps``).
+background thread turns the queue into analysis records
+(:func:`wallet_market.domain.evidence.decision_record`: the pseudonymous
+context, and per slot the product shown, its exact probability and the slot's
+logging distribution) and writes them to the ``decisions`` stream, a batch per
+stream entry (field ``d``, a JSON list), so no request waits on it and Redis
+pays per batch, not per layout. The user is named only by the keyed pseudonym
+of the unit (:mod:`.pseudonyms`), never by id. The ledger worker exports the
+stream to Parquet (:mod:`.analysis`), after which it is trimmed.
 """
 from __future__ import annotations
 
 import collections
 import logging
 import threading
-import time
 from typing import Any, TypeAlias
 
 import orjson
 import redis
 
 from .. import metrics
-from ..domain.placement import Decision
+from ..domain.catalogue import Catalogue
+from ..domain.evidence import age_thresholds, decision_record
 from ..store.connection import RedisClient
 from ..store.keys import Keys
 from ..store.replies import stream_entries
 from .background import Periodic
 from .layouts import LayoutResult
+from .pseudonyms import Pseudonyms
 
 log = logging.getLogger(__name__)
 
-# Entries (batches of decisions) kept; older ones are trimmed, so an exporter reads them off for evaluation.
+# Entries (batches of decisions) kept at most: a bound on memory should the exporter stay away for long.
 STREAM_MAXLEN = 20_000
 
-
-# One decision as a compact row (a busy wallet makes thousands a second):
-# [decision_id, at (epoch ms), page, rule-set version, user or null, risk tier or null,
-#  personalized (1/0), [[slot, product, propensity_bps], ...]]
-RECORD_FIELDS = ("decision_id", "at_ms", "page", "version", "user", "risk_tier", "personalized", "slots")
-SLOT_FIELDS = ("slot", "product", "propensity_bps")
-
-
-# A decision waiting to be written: when, its id, the decision, the user and the user's risk tier.
-_Queued: TypeAlias = tuple[float, str, Decision, str | None, str | None]
-
-
-def decision_row(at: float, decision_id: str, decision: Decision, user_id: str | None, risk_tier: str | None) -> list:
-    """The compact decision-log row of one layout (see ``RECORD_FIELDS``)."""
-    return [
-        decision_id,
-        int(at * 1000),
-        decision.page_id,
-        decision.ruleset_version,
-        user_id,
-        risk_tier,
-        1 if decision.personalized else 0,
-        [[s.slot_id, s.product_id, s.propensity_bps] for s in decision.slots],
-    ]
-
-
-def decision_record(row: list) -> dict[str, Any]:
-    """A decision-log row as a readable record."""
-    record = dict(zip(RECORD_FIELDS, row))
-    record["personalized"] = bool(record["personalized"])
-    record["slots"] = [dict(zip(SLOT_FIELDS, slot)) for slot in record["slots"]]
-    return record
+# A decision waiting to be written: the layout's result.
+_Queued: TypeAlias = LayoutResult
 
 
 class DecisionLog(Periodic):
@@ -73,6 +47,8 @@ class DecisionLog(Periodic):
         self,
         client: RedisClient,
         keys: Keys,
+        pseudonyms: Pseudonyms,
+        decline_cooldown_days: int = 90,
         max_queue: int = 100_000,
         batch_size: int = 500,
         interval_seconds: float = 0.1,
@@ -80,6 +56,9 @@ class DecisionLog(Periodic):
         super().__init__(interval_seconds)
         self.client = client
         self.keys = keys
+        self.pseudonyms = pseudonyms
+        self.decline_cooldown_days = decline_cooldown_days
+        self._thresholds: tuple[Catalogue | None, tuple[int, ...]] = (None, ())
         self.batch_size = batch_size
         self._queue: collections.deque[_Queued] = collections.deque()
         self._max_queue = max_queue
@@ -90,14 +69,30 @@ class DecisionLog(Periodic):
         if len(self._queue) >= self._max_queue:
             self._queue.popleft()
             metrics.DECISION_LOG.labels("dropped").inc()
-        profile = result.profile
-        self._queue.append((
-            time.time(),
-            result.body["decision_id"],
-            result.decision,
-            result.user_id,
-            profile.risk_tier if profile is not None else None,
-        ))
+        self._queue.append(result)
+
+    def row(self, result: LayoutResult) -> dict[str, Any]:
+        """The analysis record of one queued layout."""
+        catalogue = result.serving.catalogue
+        cached, thresholds = self._thresholds
+        if cached is not catalogue:
+            thresholds = age_thresholds(catalogue)
+            self._thresholds = (catalogue, thresholds)
+        assignment = result.assignment
+        context = result.context
+        assert context is not None
+        return decision_record(
+            decision_id=result.body["decision_id"],
+            at=context.now,
+            decision=result.decision,
+            unit=result.unit or self.pseudonyms.of(result.user_id, result.device_id),
+            profile=result.profile,
+            state=result.state,
+            context=context,
+            experiment=(assignment.experiment.experiment_id, assignment.arm) if assignment is not None else None,
+            decline_cooldown_days=self.decline_cooldown_days,
+            age_thresholds=thresholds,
+        )
 
     def pending(self) -> int:
         return len(self._queue)
@@ -110,7 +105,7 @@ class DecisionLog(Periodic):
                 batch: list[_Queued] = []
                 while self._queue and len(batch) < self.batch_size:
                     batch.append(self._queue.popleft())
-                payload = orjson.dumps([decision_row(*queued) for queued in batch])
+                payload = orjson.dumps([self.row(queued) for queued in batch])
                 try:
                     self.client.xadd(self.keys.decisions(), {"d": payload}, maxlen=STREAM_MAXLEN, approximate=True)
                 except redis.RedisError:
@@ -129,7 +124,7 @@ class DecisionLog(Periodic):
             if not entries:
                 break
             for _, fields in entries:
-                out.extend(decision_record(row) for row in reversed(orjson.loads(fields["d"])))
+                out.extend(reversed(orjson.loads(fields["d"])))
             last = "(" + entries[-1][0]
         return out[:count]
 

@@ -195,6 +195,9 @@ class EventIngestion:
                 user_id=impression.user_id,
                 risk_tier=impression.risk_tier,
                 propensity_bps=impression.propensity_bps,
+                experiment_id=impression.experiment_id or "",
+                arm=impression.arm or "",
+                unit=impression.unit or "",
             )
             key = app_event_key(impression.decision_id, impression.slot_id, event["type"])
             accepted.append((key, ledger_event))

@@ -9,9 +9,11 @@ from the snapshot, marked degraded, treating the user with the safest defaults
 from __future__ import annotations
 
 import os
+import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import redis
 
@@ -32,7 +34,11 @@ from ..store.layout_reads import UserFacts, read_layout_facts
 from ..store.snapshot import SnapshotHolder
 from .access import Access, Principal
 from .errors import NotFound, Unavailable
+from .pseudonyms import Pseudonyms
 from .tokens import ImpressionTokens
+
+if TYPE_CHECKING:
+    from .experiments import Assignment, ExperimentServing
 
 APP_ROLES = ("app",)
 
@@ -77,6 +83,7 @@ class LayoutRequest:
     device_model: str | None = None
     app_version: str | None = None
     region: str | None = None
+    device_id: str | None = None  # a visitor's device (X-Device-Id): the experiments' unit when nobody is logged in
 
 
 @dataclass
@@ -89,6 +96,10 @@ class LayoutResult:
     state: UserState
     serving: Serving
     degraded: bool
+    context: RequestContext | None = None
+    device_id: str | None = None
+    assignment: "Assignment | None" = None  # the experiment and arm, when the unit takes part in one
+    unit: str | None = None  # the unit's pseudonym when it takes part in an experiment
 
 
 class LayoutService:
@@ -101,6 +112,10 @@ class LayoutService:
         impression_tokens: ImpressionTokens,
         policy: PlacementPolicy,
         action_url: Callable[[str, str | None, Serving], str] | None = None,
+        experiments: "ExperimentServing | None" = None,
+        pseudonyms: Pseudonyms | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
     ):
         self.client = client
         self.keys = keys
@@ -109,6 +124,10 @@ class LayoutService:
         self.impression_tokens = impression_tokens
         self.policy = policy
         self.action_url = action_url
+        self.experiments = experiments
+        self.pseudonyms = pseudonyms
+        self.clock = clock
+        self.rng = rng  # exploration's draws (None: the module's generator)
         # Called after a layout is decided (decision log, background pre-screens); must not raise.
         self.on_decision: list[Callable[[LayoutResult], None]] = []
         # May refine the user's state before placing; must not wait on anything outside the process.
@@ -129,8 +148,16 @@ class LayoutService:
         if request.page not in serving.catalogue.pages:
             raise NotFound(f"page {request.page!r} does not exist", {"page": ["unknown page"]})
         user_id = self.access.user_id(request.user_token)
-        now = datetime.now(timezone.utc)
+        now = datetime.fromtimestamp(self.clock(), tz=timezone.utc)
         day = now.strftime("%Y%m%d")
+        assignment = None
+        experiments = self.experiments
+        if experiments is not None and experiments.running:
+            unit_key = user_id or (f"device:{request.device_id}" if request.device_id else None)
+            if unit_key is not None:
+                assignment = experiments.assign(request.page, unit_key, now)
+                if assignment is not None and assignment.serving is not None:
+                    serving = assignment.serving  # the treatment's rules
 
         digest, cached = self.access.key_reads(request.api_key)
         try:
@@ -164,12 +191,18 @@ class LayoutService:
             app_version=request.app_version,
             region=request.region,
             new_user=False,
+            experiment_arm=assignment.arm if assignment is not None else None,
         )
         try:
-            decision = place(serving.index, context, state, self.policy)
+            decision = place(serving.index, context, state, self.policy, rng=self.rng)
         except UnknownPage:
             raise NotFound(f"page {request.page!r} does not exist", {"page": ["unknown page"]}) from None
-        body = self.render(decision, serving, user_id, profile, int(now.timestamp()), degraded)
+        unit = None
+        experiment = None
+        if assignment is not None and self.pseudonyms is not None:
+            unit = self.pseudonyms.of(user_id, request.device_id)
+            experiment = (assignment.experiment.experiment_id, assignment.arm, unit)
+        body = self.render(decision, serving, user_id, profile, int(now.timestamp()), degraded, experiment)
         result = LayoutResult(
             body=body,
             decision=decision,
@@ -179,6 +212,10 @@ class LayoutService:
             state=state,
             serving=serving,
             degraded=degraded,
+            context=context,
+            device_id=request.device_id,
+            assignment=assignment,
+            unit=unit,
         )
         for hook in self.on_decision:
             hook(result)
@@ -192,8 +229,13 @@ class LayoutService:
         profile: UserProfile | None,
         issued_at: int,
         degraded: bool,
+        experiment: tuple[str, str, str | None] | None = None,
     ) -> dict[str, Any]:
-        """The layout body of docs/api.md, each slot with its signed impression token."""
+        """The layout body of docs/api.md, each slot with its signed impression token.
+
+        ``experiment`` (id, arm, unit pseudonym) goes into every token of a
+        decision taking part in one, so its events count toward its results.
+        """
         decision_id = os.urandom(9).hex()
         risk_tier = profile.risk_tier if profile is not None else None
         tokens = self.impression_tokens.sign_decision(
@@ -204,6 +246,7 @@ class LayoutService:
             risk_tier,
             issued_at,
             [(s.slot_id, s.position, s.product_id, s.propensity_bps) for s in decision.slots],
+            experiment,
         )
         slots = []
         for slot, token in zip(decision.slots, tokens):

@@ -6,7 +6,8 @@ At-least-once delivery through a consumer group, idempotent application:
    XAUTOCLAIM first);
 2. each entry's effect on its user — impressions toward frequency caps,
    suppression of a partner after an application, approval or rejection, an
-   in-house decline — is applied once per entry id;
+   in-house decline — is applied once per entry id, and so is its effect on the
+   per-unit counters of the experiment its impression took part in;
 3. the batch's counters (by channel, partner, product, slot, risk tier and
    day), learned funnel counts and postback records are incremented by one
    script that acknowledges each entry in the same step, so an entry counts
@@ -41,8 +42,16 @@ import redis
 from .. import metrics
 from ..domain import bounds
 from ..domain.catalogue import IN_HOUSE, Catalogue
+from ..domain.learning import learning_window_days
 from ..domain.funnel import (
     APP_EVENT_TYPES,
+    APPROVALS,
+    CLICKS,
+    GROUP_CONTRIBUTION,
+    IMPRESSIONS,
+    LOANS,
+    PLATFORM_REVENUE,
+    SEP,
     IMPRESSION,
     REJECTED,
     REVERSED,
@@ -58,6 +67,7 @@ from ..domain.funnel import (
 )
 from ..store.caps import LeadCaps, UserFacts
 from ..store.catalogue import CatalogueStore
+from ..store.experiments import ExperimentCounters
 from ..store.connection import RedisClient
 from ..store.keys import Keys
 from ..store.ledger import ApplyRaced, CatalogueVersions, Ledger, StreamEntry
@@ -72,6 +82,9 @@ STREAM_KEEP_SECONDS = 86_400
 PLAN_CACHE_SIZE = 50_000
 # Deliveries of an entry that fails to apply before it is set aside in the dead-letter stream.
 APPLY_ATTEMPTS = 3
+
+# What an experiment counts per unit (the measures of the ledger's counters it keeps).
+EXPERIMENT_MEASURES = frozenset({IMPRESSIONS, CLICKS, APPROVALS, LOANS, PLATFORM_REVENUE, GROUP_CONTRIBUTION})
 
 
 class _Default(enum.Enum):
@@ -112,6 +125,7 @@ class LedgerWorker:
         *,
         consumer: str | None = None,
         suppression_cooldown_days: int = 30,
+        learning_half_life_days: int = 30,
         batch_size: int = 500,
         block_ms: int = 1000,
         claim_idle_ms: int = 30_000,
@@ -122,6 +136,7 @@ class LedgerWorker:
         self.keys = keys
         self.consumer = consumer or default_consumer_name()
         self.suppression_cooldown_days = suppression_cooldown_days
+        self.learning_half_life_days = learning_half_life_days
         self.batch_size = batch_size
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
@@ -130,8 +145,13 @@ class LedgerWorker:
         self.ledger = Ledger(client, keys)
         self.user_facts = UserFacts(client, keys)
         self.lead_caps = LeadCaps(client, keys)
+        self.experiment_counters = ExperimentCounters(client, keys)
         self.catalogue_store = CatalogueStore(client, keys)
         self.versions = CatalogueVersions(self.catalogue_store)
+        # Exports the analysis log every ``export_seconds`` (set by the composition root), beside the counters.
+        self.exporter: Any = None
+        self.export_seconds = 5.0
+        self._next_export = 0.0
         self._next_claim = 0.0
         self._next_housekeeping = 0.0
         self._next_trim = 0.0
@@ -192,7 +212,21 @@ class LedgerWorker:
         if time.monotonic() >= self._next_housekeeping:
             self._next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
             self.housekeeping()
+        if self.exporter is not None and time.monotonic() >= self._next_export:
+            self._next_export = time.monotonic() + self.export_seconds
+            self.export()
         return applied
+
+    def export(self) -> tuple[int, int]:
+        """Export the analysis log now; a failure (a full disk) is logged and retried, never stops the ledger."""
+        try:
+            return self.exporter.export()
+        except redis.RedisError:
+            raise
+        except Exception:
+            log.exception("analysis export failed; retrying later")
+            metrics.ANALYSIS_EXPORT.labels("failed").inc()
+            return 0, 0
 
     def run_until_idle(self, timeout_seconds: float = 30.0) -> int:
         """Apply everything in the stream (reclaiming what others left), then return how many were applied."""
@@ -234,6 +268,7 @@ class LedgerWorker:
             return 0
         failed = self.apply_user_effects([(entry.origin_id, event) for entry, event in readable])
         ready = [(entry.entry_id, event) for entry, event in readable if entry.origin_id not in failed]
+        self.apply_experiment_effects(ready)
         applied, failures = self.apply_counters(ready)
         for entry, _ in readable:
             if entry.origin_id in failed:
@@ -352,6 +387,61 @@ class LedgerWorker:
                 failed[entry_id] = f"in-house decline: {exc}"
         return failed
 
+    def apply_experiment_effects(self, events: Sequence[tuple[str, LedgerEvent]]) -> None:
+        """Step 2, experiments: each event's impressions, clicks, approvals, loans and revenue on its unit, once.
+
+        A partner's postback is remembered in its experiment (and the ledger's
+        record of it names the experiment and arm), so its reversal — which
+        carries no impression — takes back exactly what it added.
+        """
+        taking_part: dict[tuple[str, str], str] = {}  # (partner, event id) → "experiment|arm", this batch
+        reversed_of = [(e.source, e.reverses) for _, e in events if e.type == REVERSED]
+        known: dict[tuple[str, str], str] = {}
+        if reversed_of:
+            read = self.client.pipeline(transaction=False)
+            for partner_id, event_id in reversed_of:
+                read.hget(self.keys.postback_record(partner_id, event_id), "x")
+            known = {k: v.decode() for k, v in zip(reversed_of, read.execute()) if v is not None}
+        pipe = self.client.pipeline(transaction=False)
+        queued = 0
+        for entry_id, event in events:
+            if event.type == REVERSED:
+                original = (event.source, event.reverses)
+                where = taking_part.get(original) or known.get(original)
+                if where is None:
+                    continue
+                experiment_id, _, arm = where.partition(SEP)
+                self.experiment_counters.queue(
+                    pipe, experiment_id=experiment_id, arm=arm, entry_id=entry_id, day=event.day, mode="reverse",
+                    increments={}, record=original,
+                )
+                queued += 1
+                continue
+            if not event.experiment_id or not event.unit or not event.arm:
+                continue
+            deltas, _ = self._plan(event)
+            increments: dict[str, int] = {}
+            for name, value in deltas.items():
+                measure = name.rpartition(SEP)[2]
+                if measure in EXPERIMENT_MEASURES:
+                    field = f"{event.unit}{SEP}{measure}"
+                    increments[field] = increments.get(field, 0) + value
+            if not increments:
+                continue
+            record = None
+            if event.source != "app":
+                record = (event.source, event.event_id)
+                where = f"{event.experiment_id}{SEP}{event.arm}"
+                taking_part[record] = where
+                pipe.hset(self.keys.postback_record(*record), "x", where)
+            self.experiment_counters.queue(
+                pipe, experiment_id=event.experiment_id, arm=event.arm, entry_id=entry_id, day=event.day,
+                mode="add" if record is None else "keep", increments=increments, record=record,
+            )
+            queued += 1
+        if queued:
+            pipe.execute()
+
     def apply_counters(self, events: Sequence[tuple[str, LedgerEvent]]) -> tuple[int, list[tuple[str, str]]]:
         """Step 3: counters, learned counts and postback records, acknowledging each entry applied.
 
@@ -387,7 +477,6 @@ class LedgerWorker:
 
     def _ledger_ops(self, events: Sequence[tuple[str, LedgerEvent]]) -> tuple[list[str], list[dict[str, Any]]]:
         index = _KeyIndex()
-        learned = self.keys.learned_rates()
         originals = [(e.source, e.event_id) for _, e in events if e.source != "app" and e.type != REVERSED]
         reversal_days = self.ledger.reversal_days(originals)
         ops: list[dict[str, Any]] = []
@@ -404,7 +493,7 @@ class LedgerWorker:
             counters = index(self.keys.counters(event.day))
             op["add"] = [_add_op(counters, add) for add in ledger_adds(deltas)]
             if learning:
-                learned_index = index(learned)
+                learned_index = index(self.keys.learned_rates(event.day))
                 op["add"].extend([learned_index, name, str(value)] for name, value in learning.items())
             if event.source != "app":
                 op["keep"] = index(self.keys.postback_record(event.source, event.event_id))
@@ -425,9 +514,19 @@ class LedgerWorker:
         except (KeyError, ValueError, TypeError):  # a catalogue this worker cannot read must not stop the ledger
             self._quiet.exception("lead pacing refresh failed")
         metrics.STREAM_LAG.set(self.ledger.lag())
+        self.expire_learned_counts()
         if time.monotonic() >= self._next_trim:
             self._next_trim = time.monotonic() + TRIM_SECONDS
             self.ledger.trim(STREAM_KEEP_SECONDS, int(self.clock() * 1000))
+
+    def expire_learned_counts(self) -> None:
+        """Give the recent days' learned counts an expiry: kept as long as the learning window reads them."""
+        now = self.clock()
+        keep = (learning_window_days(self.learning_half_life_days) + 2) * 86_400
+        pipe = self.client.pipeline(transaction=False)
+        for age in range(3):
+            pipe.expire(self.keys.learned_rates(day_of(now - age * 86_400)), keep)
+        pipe.execute()
 
     def refresh_pacing(self, now: float | None = None) -> set[str]:
         """Decide, for the time of day, which partners are at their lead cap or ahead of their pace."""

@@ -147,6 +147,9 @@ class PostbackService:
                 user_id=impression.user_id,
                 risk_tier=impression.risk_tier,
                 propensity_bps=impression.propensity_bps,
+                experiment_id=impression.experiment_id or "",
+                arm=impression.arm or "",
+                unit=impression.unit or "",
             )
         outcome = self.ledger.append_postback(event)
         if outcome == "already_reversed":

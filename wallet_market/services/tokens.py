@@ -138,6 +138,9 @@ class Impression:
     risk_tier: str | None
     propensity_bps: int
     issued_at: int
+    experiment_id: str | None = None  # the experiment the decision took part in, with the unit's arm
+    arm: str | None = None
+    unit: str | None = None  # the unit's pseudonym, for the experiment's per-unit results
 
     @classmethod
     def from_payload(cls, body: dict[str, Any]) -> "Impression":
@@ -153,6 +156,9 @@ class Impression:
                 risk_tier=body.get("t"),
                 propensity_bps=int(body.get("pr", 10000)),
                 issued_at=int(body.get("at", 0)),
+                experiment_id=body.get("x"),
+                arm=body.get("a"),
+                unit=body.get("n"),
             )
         except (KeyError, TypeError, ValueError):
             raise InvalidToken("malformed") from None
@@ -168,6 +174,7 @@ class ImpressionTokens:
         return self.sign_decision(
             i.decision_id, i.page_id, i.ruleset_version, i.user_id, i.risk_tier, i.issued_at,
             [(i.slot_id, i.position, i.product_id, i.propensity_bps)],
+            experiment=(i.experiment_id, i.arm, i.unit) if i.experiment_id else None,
         )[0]
 
     def sign_decision(
@@ -179,16 +186,19 @@ class ImpressionTokens:
         risk_tier: str | None,
         issued_at: int,
         slots: list[tuple[str, int, str, int]],
+        experiment: tuple[str, str, str | None] | None = None,
     ) -> list[str]:
         """One token per ``(slot_id, position, product_id, propensity_bps)`` of one decision.
 
         The same tokens :meth:`sign` makes, with the decision's common fields
-        serialised once rather than once per slot.
+        serialised once rather than once per slot. ``experiment`` is the
+        experiment id, arm and unit pseudonym of a decision taking part in one.
         """
-        common = orjson.dumps(
-            {"d": decision_id, "pg": page_id, "v": ruleset_version, "u": user_id, "t": risk_tier, "at": issued_at,
-             "exp": issued_at + self.ttl_seconds}
-        )[:-1]
+        header = {"d": decision_id, "pg": page_id, "v": ruleset_version, "u": user_id, "t": risk_tier, "at": issued_at,
+                  "exp": issued_at + self.ttl_seconds}
+        if experiment is not None:
+            header["x"], header["a"], header["n"] = experiment
+        common = orjson.dumps(header)[:-1]
         dumps = orjson.dumps
         return [
             self._signer.sign_json(

@@ -208,6 +208,42 @@ class CatalogueStore:
         except redis.RedisError as exc:
             log.warning("publish of version %s not announced (serving processes will poll): %s", version, exc)
 
+    def freeze_candidate(self, catalogue: Mapping[str, Any], *, actor: str, expected_revision: int, note: str = "") -> int:
+        """Freeze ``catalogue`` (the validated draft) as the next numbered version without serving it.
+
+        The version is stored beside the published ones (experiments and
+        evaluations name it), the served pointer stays where it is. One
+        transaction: the version, the candidate record and the audit entry.
+        """
+        with self.client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(self.keys.draft_revision(), self.keys.ruleset_counter())
+                if int(pipe.get(self.keys.draft_revision()) or 0) != expected_revision:
+                    raise ConcurrentChange("draft changed before freezing")
+                version = int(pipe.get(self.keys.ruleset_counter()) or 0) + 1
+                record = {
+                    "version": version,
+                    "frozen_at": time.time(),
+                    "frozen_by": actor,
+                    "note": note,
+                    "draft_revision": expected_revision,
+                    "counts": {kind: len(catalogue.get(kind) or []) for kind in ENTITY_KINDS},
+                }
+                pipe.multi()
+                pipe.set(self.keys.ruleset_counter(), version)
+                pipe.set(self.keys.ruleset(version), _dumps({**record, "catalogue": catalogue}))
+                pipe.rpush(self.keys.ruleset_candidates(), _dumps(record))
+                self._audit(pipe, actor=actor, action="freeze_candidate", kind="ruleset", entity_id=str(version),
+                            after={"note": note})
+                pipe.execute()
+            except redis.WatchError:
+                raise ConcurrentChange("another publish or draft write happened at the same time") from None
+        return version
+
+    def candidates(self) -> list[dict[str, Any]]:
+        """Every candidate record, oldest first."""
+        return [orjson.loads(r) for r in self.client.lrange(self.keys.ruleset_candidates(), 0, -1)]
+
     def current_version(self) -> int:
         return int(self.client.get(self.keys.ruleset_current()) or 0)
 

@@ -15,6 +15,8 @@ operation runs unchanged on Redis Cluster:
 - ``{ledger}``: the event stream, idempotency marks, postback records with
   their per-partner, per-day index, and revenue counters that ingestion and
   the worker update together.
+- ``{x:<experiment_id>}``: one experiment's per-unit outcome counters and the
+  marks that apply each event to them once.
 """
 from __future__ import annotations
 
@@ -52,6 +54,18 @@ class Keys:
     def ruleset_history(self) -> str:
         """List of publish/rollback records (JSON), newest last."""
         return f"{self.prefix}:{{catalog}}:ruleset:history"
+
+    def ruleset_candidates(self) -> str:
+        """List of candidate records (JSON), newest last: versions frozen from the draft but never published."""
+        return f"{self.prefix}:{{catalog}}:ruleset:candidates"
+
+    def experiments(self) -> str:
+        """Hash experiment_id → JSON: every experiment, running or not."""
+        return f"{self.prefix}:{{catalog}}:experiments"
+
+    def experiments_channel(self) -> str:
+        """Pub/sub channel announcing that an experiment was created, stopped or shipped."""
+        return f"{self.prefix}:catalog:experiments"
 
     def audit_log(self) -> str:
         """Stream of catalogue changes: who changed what, before and after."""
@@ -143,9 +157,9 @@ class Keys:
         """Hash of funnel and revenue counters of ``day``: "<dimension values>|<measure>" → integer."""
         return f"{self.prefix}:{{ledger}}:counters:{day}"
 
-    def learned_rates(self) -> str:
-        """Hash of observed funnel counts per product and risk tier, read by the learning refresh."""
-        return f"{self.prefix}:{{ledger}}:learned"
+    def learned_rates(self, day: str) -> str:
+        """Hash of funnel counts observed on ``day`` per product and risk tier, read (decayed) by the learning refresh."""
+        return f"{self.prefix}:{{ledger}}:learned:{day}"
 
     def decisions(self) -> str:
         """Stream of decisions with propensities, for offline policy evaluation."""
@@ -171,3 +185,16 @@ class Keys:
     def apply_failures(self) -> str:
         """Hash event-stream entry id → failed attempts to apply it (cleared when it is applied or set aside)."""
         return f"{self.prefix}:{{ledger}}:apply_failures"
+
+    # -- experiments -----------------------------------------------------
+    def experiment_units(self, experiment_id: str, arm: str) -> str:
+        """Hash ``"<unit pseudonym>|<measure>" → n``: the outcomes of every unit of one arm."""
+        return f"{self.prefix}:{{x:{experiment_id}}}:units:{arm}"
+
+    def experiment_applied(self, experiment_id: str, day: str) -> str:
+        """Set of event-stream entry ids already added to the experiment's counters on ``day``."""
+        return f"{self.prefix}:{{x:{experiment_id}}}:applied:{day}"
+
+    def experiment_postback(self, experiment_id: str, partner_id: str, event_id: str) -> str:
+        """What one partner postback added to the experiment's counters (for its reversal)."""
+        return f"{self.prefix}:{{x:{experiment_id}}}:postback:{partner_id}:{event_id}"

@@ -327,22 +327,27 @@ class Ledger:
         return pending + undelivered
 
     def trim(self, keep_seconds: int, now_ms: int) -> int:
-        """Drop entries applied (acknowledged) and older than ``keep_seconds``; returns how many went."""
+        """Drop entries older than ``keep_seconds`` that every consumer group acknowledged; returns how many went.
+
+        Every group counts — the ledger's and the analysis export's — so no
+        entry is trimmed before each of them has it.
+        """
         stream = self.keys.event_stream()
         try:
             groups = self.client.xinfo_groups(stream)
         except redis.ResponseError:
             return 0
-        group = next((g for g in groups if _text(g.get("name")) == self.group), None)
-        if group is None:
+        if not any(_text(g.get("name")) == self.group for g in groups):
             return 0
         bound = now_ms - keep_seconds * 1000
-        last = _text(group.get("last-delivered-id")) or "0-0"
-        bound = min(bound, int(last.split("-")[0]))
-        summary = self.client.xpending(stream, self.group)
-        if summary and summary.get("pending"):
-            oldest = _text(summary.get("min")) or "0-0"
-            bound = min(bound, int(oldest.split("-")[0]))
+        for group in groups:
+            name = _text(group.get("name")) or ""
+            last = _text(group.get("last-delivered-id")) or "0-0"
+            bound = min(bound, int(last.split("-")[0]))
+            summary = self.client.xpending(stream, name)
+            if summary and summary.get("pending"):
+                oldest = _text(summary.get("min")) or "0-0"
+                bound = min(bound, int(oldest.split("-")[0]))
         if bound <= 0:
             return 0
         return int(self.client.xtrim(stream, minid=f"{bound}-0", approximate=False))
@@ -355,9 +360,20 @@ class Ledger:
             pipe.hgetall(self.keys.counters(day))
         return [(day, int_hash(raw)) for day, raw in zip(days, pipe.execute())]
 
-    def learned_counts(self) -> dict[str, int]:
-        """Observed funnel counts per product and risk tier (one HGETALL)."""
-        return int_hash(self.client.hgetall(self.keys.learned_rates()))
+    def learned_counts_by_day(self, days: Sequence[str]) -> list[tuple[str, dict[str, int]]]:
+        """Observed funnel counts per product and risk tier of each day (``YYYYMMDD``), in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for day in days:
+            pipe.hgetall(self.keys.learned_rates(day))
+        return [(day, int_hash(raw)) for day, raw in zip(days, pipe.execute())]
+
+    def learned_counts(self, days: Sequence[str]) -> dict[str, int]:
+        """Observed funnel counts per product and risk tier summed over ``days``, without decay."""
+        total: dict[str, int] = {}
+        for _, counts in self.learned_counts_by_day(days):
+            for name, value in counts.items():
+                total[name] = total.get(name, 0) + value
+        return total
 
 
 def _stream_entries(answer: XReadGroupResponse) -> list[Any]:

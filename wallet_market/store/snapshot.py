@@ -62,6 +62,9 @@ class SnapshotHolder(Generic[T]):
         self.listeners: list[Callable[[Snapshot[T]], None]] = []
         self._handlers: dict[str, Callable[[bytes], None]] = {}
         self._quiet = RepeatLimiter(log)
+        # Other channels the same listener follows (experiments): channel → what to call on a message,
+        # also called on each fallback poll and after (re)subscribing.
+        self.channels: dict[str, Callable[[], None]] = {}
 
     @property
     def current(self) -> Snapshot[T] | None:
@@ -122,14 +125,16 @@ class SnapshotHolder(Generic[T]):
             try:
                 if self._pubsub is None:
                     self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-                    self._pubsub.subscribe(self.keys.published_channel(), *self._handlers)
+                    self._pubsub.subscribe(self.keys.published_channel(), *self._handlers, *self.channels)
                     self.refresh()  # catch up on whatever was published while unsubscribed
+                    self._notify(list(self.channels))
                 message = self._pubsub.get_message(timeout=min(1.0, self.poll_seconds or 1.0))
                 if message is not None and message.get("type") == "message":
                     self._dispatch(message)
                 if self.poll_seconds and time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.poll_seconds
                     self.refresh()
+                    self._notify(list(self.channels))
             except Exception as exc:  # the listener must outlive any Redis failure
                 self.last_error = str(exc)
                 self._close_pubsub()
@@ -139,6 +144,9 @@ class SnapshotHolder(Generic[T]):
     def _dispatch(self, message: dict[str, Any]) -> None:
         raw_channel, data = message.get("channel"), message.get("data")
         channel = raw_channel.decode() if isinstance(raw_channel, bytes) else str(raw_channel)
+        if channel in self.channels:
+            self._notify([channel])
+            return
         handler = self._handlers.get(channel)
         if handler is None:
             self.refresh()
@@ -147,6 +155,13 @@ class SnapshotHolder(Generic[T]):
             handler(data if isinstance(data, bytes) else str(data).encode())
         except Exception:  # a handler's fault must not stop the listener
             log.exception("handler of %s failed", channel)
+
+    def _notify(self, channels: list[str]) -> None:
+        for channel in channels:
+            try:
+                self.channels[channel]()
+            except Exception:  # one follower's failure must not stop the listener
+                log.exception("handling a message on %s failed", channel)
 
     def _close_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
