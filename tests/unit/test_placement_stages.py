@@ -6,6 +6,8 @@ scores F × 100,000 micro-fen per impression at weight 1 (a 500-fen fee: 50,000,
 from __future__ import annotations
 
 import random
+
+import pytest
 from datetime import datetime, timedelta
 
 from wallet_market.domain.catalogue import Catalogue
@@ -26,7 +28,6 @@ from wallet_market.domain.placement import (
     _eligibility,
     _explain,
     _explore,
-    _explore_slot,
     _Facts,
     _facts,
     _RuleEffects,
@@ -404,49 +405,39 @@ def exploration_case() -> tuple[PlacementIndex, list, list, _Assignment]:
     return index, order, cands, assignment
 
 
-def test_exploration_keeping_the_optimum_records_its_exact_propensity():
-    _, order, cands, assignment = exploration_case()
-    # top accepts loans; c is on the page already, so the alternatives are a and b
-    # (b is p1's like a: a's slot frees the share). ε = 20%: P(a) = 80% + 20%/2 = 90%.
-    assert _explore(order, cands, assignment, 2000, FixedDraws(draw=0.9)) == {"top": 9000}
+EXPLORING = PlacementPolicy(exploration_bps=2000)
+
+
+def explore(assignment, order, cands, draws, index):
+    return _explore(order, cands, index.score_table(POLICY.view, "A"), assignment, EXPLORING, draws)
+
+
+def test_exploration_logs_each_slots_exact_distribution_and_keeps_the_optimum_when_not_drawn():
+    index, order, cands, assignment = exploration_case()
+    # ε = 20% per slot, two explorable slots: no slot explores when the draw is ≥ 2 × 20%.
+    explored = explore(assignment, order, cands, FixedDraws(draw=0.9), index)
     assert assignment.chosen == {"top": ("a", "optimal"), "second": ("c", "optimal")}
-    assert assignment.cap_left == {"p1": 0}
+    top, second = dict(explored.distributions["top"]), dict(explored.distributions["second"])
+    # top (loans): its alternatives are b (p1 in a's place) and c (swapped in from second): ε/2 each;
+    # when second explores into a (ε/2), top shows c. P(a) = 1 − 20% − 10% = 70%, P(b) = 10%, P(c) = 20%.
+    assert top == pytest.approx({"a": 0.7, "b": 0.1, "c": 0.2})
+    # second: alternatives a (swapped down from top) and d (p2 in c's place; b would take a second p1 slot):
+    # P(a) = 10% + 10% (top explores into c) = 20%, P(d) = 10%, P(c) = 70%.
+    assert second == pytest.approx({"c": 0.7, "a": 0.2, "d": 0.1})
+    assert explored.cost_micro_fen > 0
 
 
-def test_exploration_may_show_an_alternative_and_moves_the_share_cap_with_it():
-    _, order, cands, assignment = exploration_case()
-    assignment.cap_left["p2"] = 1  # a cap on p2 with one slot left
-    # draw 0.1 × 10000 = 1000 < 2000: explore; the pick is the second alternative, b: P = 20%/2 = 10%
-    assert _explore_slot(order[0], cands, assignment, 2000, FixedDraws(draw=0.1, pick=1)) == 1000
-    assert assignment.chosen["top"] == ("b", "exploration")
-    assert assignment.cap_left == {"p1": 0, "p2": 1}  # a gave p1's slot back, b took it
+def test_an_explored_slot_shows_an_alternative_and_the_page_keeps_each_product_once():
+    index, order, cands, assignment = exploration_case()
+    # draw 0 picks the first explorable slot (top); pick 0 its best alternative, b
+    explore(assignment, order, cands, FixedDraws(draw=0.0, pick=0), index)
+    assert assignment.chosen == {"top": ("b", "exploration"), "second": ("c", "optimal")}
+    assert assignment.cap_left == {"p1": 0}  # b took the p1 slot a gave back
 
 
-def test_exploration_skips_alternatives_of_a_partner_out_of_share():
-    _, order, cands, assignment = exploration_case()
-    # second shows c (p2); a is on top. p1 is out of share, so b is no alternative: c and d are.
-    # P(c) = 80% + 20%/2 = 90%
-    assert _explore_slot(order[1], cands, assignment, 2000, FixedDraws(draw=0.9)) == 9000
-    # with a slot of p1's share left, b is one too: P(c) = 80% + 20%/3 = 86.67% -> 8667 bps
-    assignment.cap_left["p1"] = 1
-    assert _explore_slot(order[1], cands, assignment, 2000, FixedDraws(draw=0.9)) == 8667
-    assert assignment.chosen["second"] == ("c", "optimal")
-
-
-def test_an_exploration_draw_may_land_on_the_optimum():
-    _, order, cands, assignment = exploration_case()
-    # explore (draw 0 < 20%) and pick the first alternative of second, c: the optimum, P = 80% + 10%
-    assert _explore_slot(order[1], cands, assignment, 2000, FixedDraws(draw=0.0, pick=0)) == 9000
-    assert assignment.chosen["second"] == ("c", "optimal")
-
-
-def test_no_exploration_without_an_alternative_or_on_an_empty_slot():
-    _, order, cands, _ = exploration_case()
-    alone = _Assignment({})
-    alone.chosen["top"] = ("a", "optimal")
-    only_a = [e for e in cands if e.product_id == "a"]
-    assert _explore(order, only_a, alone, 2000, FixedDraws(draw=0.0)) == {}
-    assert _explore(order, cands, _Assignment({}), 2000, FixedDraws(draw=0.0)) == {}
+def test_no_exploration_without_an_explorable_slot():
+    index, order, cands, _ = exploration_case()
+    assert explore(_Assignment({}), order, cands, FixedDraws(draw=0.0), index).distributions == {}
 
 
 # -- explanation -----------------------------------------------------------------
@@ -457,7 +448,8 @@ def test_slot_decisions_value_each_slot_by_its_weight_in_page_order():
     index = index_of(catalogue([product("a")], pages=[page("home", slots)]))
     home = index._pages["home"]
     chosen = {"low": ("b", "optimal"), "top": ("a", "pinned")}
-    decided, total = _slot_decisions(home.users.slots, home.position, chosen, {"a": 50_000_000, "b": 3}, {"low": 900})
+    logged = {"low": (("b", 0.09), ("a", 0.91))}  # exploration's distribution of low: b shown with 9%
+    decided, total = _slot_decisions(home.users.slots, home.position, chosen, {"a": 50_000_000, "b": 3}, logged)
     assert [(d.slot_id, d.position, d.product_id, d.reason, d.propensity_bps) for d in decided] == [
         ("top", 0, "a", "pinned", DETERMINISTIC_BPS),
         ("low", 2, "b", "optimal", 900),

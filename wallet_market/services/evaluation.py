@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 import re
 from datetime import date
+from fractions import Fraction
 from typing import Any, Callable, Mapping, Sequence
 
 from ..domain.economics import round_half_up
@@ -46,8 +47,8 @@ def to_logged(rows: Sequence[LoggedDecisionRow]) -> list[LoggedDecision]:
                     position=s.position,
                     shown=s.product_id,
                     logged_probs=dict(s.distribution),
-                    reward_group_fen=round_half_up(s.group_micro_fen / MICRO),
-                    reward_platform_fen=round_half_up(s.platform_micro_fen / MICRO),
+                    reward_group_fen=round_half_up(Fraction(s.group_micro_fen, MICRO)),
+                    reward_platform_fen=round_half_up(Fraction(s.platform_micro_fen, MICRO)),
                 )
                 for s in row.slots
             ),
@@ -135,7 +136,7 @@ def evaluate_rows(
         result = evaluate(decisions, candidate_from_table(table), view=view, reward_model=model)
     except ValueError as exc:
         raise Invalid("the log cannot be evaluated", {"log": [str(exc)]}) from None
-    warnings = list(result["warnings"])
+    warnings = [str(w) for w in result["warnings"]]  # type: ignore[attr-defined]
     if extra:
         warnings.append(
             f"in {extra} decisions the candidate fills a slot the log never showed; that slot's value is not counted"

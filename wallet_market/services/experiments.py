@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
@@ -80,7 +81,7 @@ def unit_outcomes(rows: Any) -> list[UnitOutcome]:
         values = {}
         for measure, name in UNIT_MEASURES.items():
             raw = counts.get(measure, 0)
-            values[name] = round_half_up(raw / MICRO) if measure in _MICRO_MEASURES else raw
+            values[name] = round_half_up(Fraction(raw, MICRO)) if measure in _MICRO_MEASURES else raw
         out.append(UnitOutcome(**values))
     return out
 
@@ -199,7 +200,14 @@ class ExperimentAdmin:
             self._update(experiment_id, change, actor, "experiment_ship", serve_version=lambda _: (version, counts))
         )
 
-    def _update(self, experiment_id: str, change, actor: str, action: str, serve_version=None) -> dict[str, Any]:
+    def _update(
+        self,
+        experiment_id: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+        actor: str,
+        action: str,
+        serve_version: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> dict[str, Any]:
         try:
             after = self.store.update(experiment_id, change, actor=actor, action=action, serve_version=serve_version)
         except ConcurrentChange:
@@ -217,7 +225,7 @@ class ExperimentAdmin:
         return {
             "experiment_id": experiment_id,
             "status": record.get("status"),
-            "arms": [{"arm": arm, **computed["arms"][arm]} for arm in ARMS],
+            "arms": [{"arm": arm, **computed["arms"][arm]} for arm in ARMS],  # type: ignore[index]
             "lift": computed["lift"],
             "srm_p_value": computed["srm_p_value"],
         }

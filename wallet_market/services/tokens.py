@@ -174,7 +174,7 @@ class ImpressionTokens:
         return self.sign_decision(
             i.decision_id, i.page_id, i.ruleset_version, i.user_id, i.risk_tier, i.issued_at,
             [(i.slot_id, i.position, i.product_id, i.propensity_bps)],
-            experiment=(i.experiment_id, i.arm, i.unit) if i.experiment_id else None,
+            experiment=(i.experiment_id, i.arm, i.unit) if i.experiment_id and i.arm else None,
         )[0]
 
     def sign_decision(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -103,7 +103,7 @@ class ExportStreams:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    def read(self, count: int) -> list[tuple[str, Mapping[str, str]]]:
+    def read(self, count: int) -> list[tuple[str, dict[str, str]]]:
         """Up to ``count`` entries to export: left pending by this consumer or (stale) by another, else new."""
         own = self._read("0", count)
         if own:
@@ -115,12 +115,12 @@ class ExportStreams:
             return entries
         return self._read(">", count)
 
-    def _read(self, start: str, count: int) -> list[tuple[str, Mapping[str, str]]]:
+    def _read(self, start: str, count: int) -> list[tuple[str, dict[str, str]]]:
         answer = self.client.xreadgroup(GROUP, self.consumer, {self.stream: start}, count=count)
         if not answer:
             return []
         out = []
-        for entry_id, fields in answer[0][1]:
+        for entry_id, fields in cast(Any, answer)[0][1]:
             if entry_id is None:
                 continue
             if fields is None:  # trimmed while pending: acknowledge so it stops coming back

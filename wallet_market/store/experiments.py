@@ -20,6 +20,7 @@ import orjson
 import redis
 
 from .catalogue import ConcurrentChange, _dumps
+from .connection import RedisClient
 from .keys import Keys
 from .ledger import register
 
@@ -33,7 +34,7 @@ WRITE_ATTEMPTS = 5
 class ExperimentStore:
     """Experiment records (JSON) by id, written in optimistic transactions."""
 
-    def __init__(self, client: redis.Redis, keys: Keys):
+    def __init__(self, client: RedisClient, keys: Keys):
         self.client = client
         self.keys = keys
 
@@ -127,7 +128,7 @@ class ExperimentStore:
 class ExperimentCounters:
     """Per-unit outcome counters of experiments, applied once per event-stream entry."""
 
-    def __init__(self, client: redis.Redis, keys: Keys):
+    def __init__(self, client: RedisClient, keys: Keys):
         self.client = client
         self.keys = keys
         self._script = register(client, "experiment_units")
