@@ -113,7 +113,8 @@ def test_a_worker_killed_mid_stream_and_restarted_leaves_exact_counters(redis_ur
 
     first = start_worker(redis_url, key_prefix, "first")
     try:
-        assert wait_for(lambda: ledger.lag() < total * 0.8, 60), first.stdout.read1().decode()
+        # kill it as soon as it has made progress, so that plenty is left even on a slow, busy machine
+        assert wait_for(lambda: ledger.lag() < total * 0.99, 60), first.stdout.read1().decode()
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(10)

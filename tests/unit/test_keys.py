@@ -5,7 +5,7 @@ import re
 from wallet_market.store.keys import ENTITY_KINDS, Keys
 
 TAG = re.compile(r"^wm:\{([^{}]+)\}:")
-CHANNELS = {"published_channel"}
+CHANNELS = {"published_channel", "experiments_channel"}
 
 
 def _every_key(keys: Keys) -> dict[str, str]:
@@ -34,7 +34,7 @@ def test_ledger_keys_written_together_share_the_ledger_tag():
         keys.postback_record("lender_a", "e-1"),
         keys.postbacks_of_day("lender_a", "20260101"),
         keys.counters("20260101"),
-        keys.learned_rates(),
+        keys.learned_rates("20260101"),
         keys.dead_letters(),
     ]
     assert {TAG.match(key).group(1) for key in together} == {"ledger"}

@@ -182,7 +182,7 @@ class VersionSchema(Schema):
 
 class CandidateSchema(Schema):
     version = fields.Integer(metadata={"description": "the number the frozen draft was given"})
-    frozen_at = fields.Float()
+    frozen_at = fields.String(metadata={"description": "ISO 8601, UTC"})
     frozen_by = fields.String()
     note = fields.String()
     draft_revision = fields.Integer(metadata={"description": "the draft revision that was frozen"})

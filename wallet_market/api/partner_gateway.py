@@ -12,7 +12,7 @@ from __future__ import annotations
 from flask import request
 from flask.views import MethodView
 from .bodies import Blueprint
-from marshmallow import ValidationError
+from marshmallow import RAISE, ValidationError
 
 from ..services.errors import Invalid
 from .auth import BEARER, components, require
@@ -80,7 +80,7 @@ class DataShares(MethodView):
     decorators = [require("pm")]
 
     @data_shares.doc(security=BEARER)
-    @data_shares.arguments(DataShareQueryArgsSchema, location="query")
+    @data_shares.arguments(DataShareQueryArgsSchema, location="query", unknown=RAISE)
     @data_shares.response(200, DataSharesSchema)
     def get(self, args):
         """Every send of a user's data to a partner

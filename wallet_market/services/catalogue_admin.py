@@ -305,7 +305,7 @@ class CatalogueAdmin:
                 version = self.store.freeze_candidate(body, actor=actor, expected_revision=revision, note=note)
             except ConcurrentChange:
                 continue
-            return self.store.candidates()[-1] | {"version": version}
+            return _with_iso_time(self.store.candidates()[-1], "frozen_at") | {"version": version}
         raise Conflict("the draft kept changing; try again")
 
     def draft_record(self) -> dict[str, Any]:
