@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -23,6 +24,8 @@ from .catalogue import ConcurrentChange, _dumps
 from .connection import RedisClient
 from .keys import Keys
 from .ledger import register
+
+log = logging.getLogger(__name__)
 
 # Applied-entry marks outlive their day a little (an entry is redelivered only while pending).
 APPLIED_MARK_SECONDS = 3 * 86_400
@@ -61,8 +64,8 @@ class ExperimentStore:
                     pipe.multi()
                     pipe.hset(key, record["experiment_id"], _dumps(record))
                     self._audit(pipe, actor, "experiment_create", record["experiment_id"], record)
-                    pipe.publish(self.keys.experiments_channel(), record["experiment_id"])
                     pipe.execute()
+                    self._announce(self.keys.experiments_channel(), record["experiment_id"])
                     return dict(record)
                 except redis.WatchError:
                     continue
@@ -111,13 +114,22 @@ class ExperimentStore:
                         }
                         pipe.set(self.keys.ruleset_current(), version)
                         pipe.rpush(self.keys.ruleset_history(), _dumps(history))
-                        pipe.publish(self.keys.published_channel(), str(version))
-                    pipe.publish(self.keys.experiments_channel(), experiment_id)
                     pipe.execute()
+                    # Announced after the transaction (a Redis Cluster refuses PUBLISH inside one); every
+                    # serving process also polls, so a lost announcement only delays.
+                    if served is not None:
+                        self._announce(self.keys.published_channel(), str(served[0]))
+                    self._announce(self.keys.experiments_channel(), experiment_id)
                     return after
                 except redis.WatchError:
                     continue
         raise ConcurrentChange("experiments kept changing")
+
+    def _announce(self, channel: str, message: str) -> None:
+        try:
+            self.client.publish(channel, message)
+        except redis.RedisError as exc:
+            log.warning("announcement on %s not sent (serving processes will poll): %s", channel, exc)
 
     def _audit(self, pipe, actor: str, action: str, experiment_id: str, after: Mapping[str, Any]) -> None:
         fields = {"at": f"{time.time():.3f}", "actor": actor, "action": action, "kind": "experiment",
