@@ -186,18 +186,7 @@ class EventIngestion:
                 type=event["type"],
                 occurred_at=occurred,
                 source="app",
-                decision_id=impression.decision_id,
-                page_id=impression.page_id,
-                slot_id=impression.slot_id,
-                position=impression.position,
-                product_id=impression.product_id,
-                ruleset_version=impression.ruleset_version,
-                user_id=impression.user_id,
-                risk_tier=impression.risk_tier,
-                propensity_bps=impression.propensity_bps,
-                experiment_id=impression.experiment_id or "",
-                arm=impression.arm or "",
-                unit=impression.unit or "",
+                **impression.ledger_fields(),
             )
             key = app_event_key(impression.decision_id, impression.slot_id, event["type"])
             accepted.append((key, ledger_event))

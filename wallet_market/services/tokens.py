@@ -163,6 +163,23 @@ class Impression:
         except (KeyError, TypeError, ValueError):
             raise InvalidToken("malformed") from None
 
+    def ledger_fields(self) -> dict[str, Any]:
+        """What a ledger event about this impression carries of it (the decision, slot, product, user, arm)."""
+        return {
+            "decision_id": self.decision_id,
+            "page_id": self.page_id,
+            "slot_id": self.slot_id,
+            "position": self.position,
+            "product_id": self.product_id,
+            "ruleset_version": self.ruleset_version,
+            "user_id": self.user_id,
+            "risk_tier": self.risk_tier,
+            "propensity_bps": self.propensity_bps,
+            "experiment_id": self.experiment_id or "",
+            "arm": self.arm or "",
+            "unit": self.unit or "",
+        }
+
 
 class ImpressionTokens:
     def __init__(self, secret: str, ttl_seconds: int):
