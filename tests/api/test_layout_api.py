@@ -1,4 +1,5 @@
 """GET /v1/layout: the contract of docs/api.md, signed impressions, one Redis round trip, degraded serving."""
+import pytest
 import redis
 from redis.cluster import RedisCluster
 
@@ -70,6 +71,24 @@ def test_unknown_page_is_404_and_bad_query_names_the_field(demo_app, client, aut
     assert response.status_code == 422 and "page" in response.get_json()["errors"]["query"]
     response = client.get("/v1/layout?page=home&app_version=latest", headers=auth("app"))
     assert response.status_code == 422 and "app_version" in response.get_json()["errors"]["query"]
+
+
+def test_query_strings_are_checked_once_and_a_refused_one_stays_refused(demo_app, client, auth):
+    from wallet_market.api import app_api
+
+    good = "/v1/layout?page=home&device_model=pura-70&app_version=5.2.0"
+    first = client.get(good, headers=auth("app"))
+    assert first.status_code == 200
+    assert app_api._layout_queries[b"page=home&device_model=pura-70&app_version=5.2.0"]["app_version"] == "5.2.0"
+    again = client.get(good, headers=auth("app"))
+    assert again.status_code == 200 and again.get_json()["page"] == "home"
+    bad = "/v1/layout?page=home&app_version=5..0"
+    for _ in range(2):  # a refused string is never kept: the second ask is checked, and refused, again
+        response = client.get(bad, headers=auth("app"))
+        assert response.status_code == 422 and "app_version" in response.get_json()["errors"]["query"]
+    assert b"page=home&app_version=5..0" not in app_api._layout_queries
+    with pytest.raises(TypeError):
+        app_api._layout_queries[b"page=home&device_model=pura-70&app_version=5.2.0"]["page"] = "other"
 
 
 def test_a_layout_makes_at_most_one_redis_round_trip(demo_app, client, auth, comps, monkeypatch):

@@ -1,12 +1,16 @@
 """The wallet app's API (role ``app``) and profile facts from internal systems (role ``internal``)."""
 from __future__ import annotations
 
+from types import MappingProxyType
+from typing import Any, Mapping
+
 import orjson
 from flask import Response, request
 from flask.views import MethodView
 from .bodies import Blueprint
 from flask_smorest.error_handler import ErrorSchema
 from marshmallow import EXCLUDE, ValidationError
+from werkzeug.datastructures import MultiDict
 
 from .. import metrics
 from ..domain.users import UserProfile
@@ -19,6 +23,27 @@ from .schemas import USER_ID, LayoutQueryArgsSchema, LayoutSchema, UserProfileSc
 DEVICE_ID_MAX = 128
 # One schema instance for the hot path (webargs would build one per request from a class).
 LAYOUT_QUERY = LayoutQueryArgsSchema()
+# The wallet app asks with a handful of distinct query strings (page x device x app version), so
+# each one is validated once per process: its checked arguments are kept, keyed by the raw query
+# string. Refused strings are never kept, and the memo is emptied when it reaches its bound.
+LAYOUT_QUERY_MEMO_SIZE = 4096
+_layout_queries: dict[bytes, Mapping[str, Any]] = {}
+
+
+def layout_query_args(query_string: bytes, args: MultiDict) -> Mapping[str, Any]:
+    """The checked layout query arguments of ``query_string`` (``args``: its parsed form)."""
+    known = _layout_queries.get(query_string)
+    if known is not None:
+        return known
+    try:
+        checked = LAYOUT_QUERY.load(args.to_dict(), unknown=EXCLUDE)
+    except ValidationError as exc:
+        raise Invalid("invalid query arguments", {"query": exc.messages}) from None
+    if len(_layout_queries) >= LAYOUT_QUERY_MEMO_SIZE:
+        _layout_queries.clear()
+    known = _layout_queries[query_string] = MappingProxyType(checked)
+    return known
+
 
 layout = Blueprint("layout", __name__, url_prefix="/v1", description="Page layouts for the wallet app.")
 
@@ -49,10 +74,7 @@ class Layout(MethodView):
         expired token: 401). Each slot carries a signed impression token naming
         the decision, slot, product, rule-set version and user.
         """
-        try:
-            args = LAYOUT_QUERY.load(request.args.to_dict(), unknown=EXCLUDE)
-        except ValidationError as exc:
-            raise Invalid("invalid query arguments", {"query": exc.messages}) from None
+        args = layout_query_args(request.query_string, request.args)
         device_id = request.headers.get("X-Device-Id") or None
         if device_id is not None and (len(device_id) > DEVICE_ID_MAX or not device_id.isprintable()):
             raise Invalid("invalid X-Device-Id", {"X-Device-Id": [f"must be 1–{DEVICE_ID_MAX} printable characters"]})
