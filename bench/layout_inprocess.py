@@ -7,7 +7,8 @@ both against the same Redis in the same run, in alternating rounds. This is
 the steadier companion of ``bench/layout_bench.py``: the HTTP server and wrk
 share the machine's cores there, and not here.
 
-    python bench/layout_inprocess.py [--requests 3000] [--rounds 3] [--users 500] [--profile]
+    python bench/layout_inprocess.py [--requests 3000] [--rounds 3] [--users 500]
+        [--profile [--profile-sort tottime] [--profile-lines 40]]
 
 ``--profile`` then runs the logged-in layout once more under cProfile and
 prints where its time goes, by cumulative time.
@@ -64,6 +65,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--users", type=int, default=500)
     parser.add_argument("--profile", action="store_true", help="then print a cProfile of the logged-in layout")
+    parser.add_argument("--profile-sort", default="cumulative", help="pstats sort key (cumulative, tottime, ...)")
+    parser.add_argument("--profile-lines", type=int, default=40, help="how many functions the profile prints")
     args = parser.parse_args()
 
     with BenchStore("layout-inprocess") as bench:
@@ -109,7 +112,7 @@ def main() -> int:
             timed(wsgi, envs, args.requests)
             profiler.disable()
             out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(40)
+            pstats.Stats(profiler, stream=out).sort_stats(args.profile_sort).print_stats(args.profile_lines)
             print(out.getvalue())
     return 0
 
