@@ -106,7 +106,9 @@ def test_a_partner_costs_at_most_its_deadline(fake, redis_client, key_prefix, mo
     result = _prescreen(client, _partner(fake, timeout_ms=300))
     elapsed = time.perf_counter() - started
     assert result.outcome == "timeout"
-    assert 0.25 <= elapsed < 0.9
+    # It waited for the deadline, and gave up long before the partner would have answered (2 s and
+    # more); the margin above 300 ms is for a loaded machine, not a speed target.
+    assert 0.25 <= elapsed < 1.5
 
 
 def test_an_unreachable_partner_is_reported_as_such(redis_client, key_prefix):
