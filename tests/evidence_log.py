@@ -54,13 +54,27 @@ def add_pin_rule(comps) -> None:
     comps.admin.create("rules", PIN_RULE, actor="test")
 
 
+def start_pin_experiment(comps, experiment_id: str = "pin-card") -> dict:
+    """The pin rule frozen as a candidate and running on the home page for a week, half of everyone on it."""
+    from datetime import datetime, timedelta, timezone
+
+    add_pin_rule(comps)
+    version = comps.admin.freeze_candidate("test", "pin the in-house loan")["version"]
+    now = datetime.now(timezone.utc)
+    return comps.experiments.create({
+        "experiment_id": experiment_id, "page": "home", "treatment_version": version, "traffic_bps": 10_000,
+        "treatment_bps": 5_000, "starts_at": now - timedelta(hours=1), "ends_at": now + timedelta(days=7),
+    }, actor="test")
+
+
 def show_home(client, comps, app_key: str, users) -> dict:
-    """Each user's home page with every impression reported; the users and impressions of each arm."""
+    """Each user's home page with every impression reported; the users and impressions of each arm, and the pages."""
+    bodies: dict[str, dict] = {}
     units: dict[str, set[str]] = {"control": set(), "treatment": set(), "none": set()}
     impressions = {"control": 0, "treatment": 0, "none": 0}
     for user in users:
         headers = {"Authorization": f"Bearer {app_key}", "X-User-Token": comps.user_tokens.mint(user)}
-        body = client.get("/v1/layout?page=home", headers=headers).get_json()
+        body = bodies[user] = client.get("/v1/layout?page=home", headers=headers).get_json()
         token = comps.impression_tokens.verify(body["slots"][0]["impression_token"])
         arm = token.arm or "none"
         units[arm].add(user)
@@ -68,7 +82,7 @@ def show_home(client, comps, app_key: str, users) -> dict:
         events = [{"type": "impression", "impression_token": s["impression_token"]} for s in body["slots"]]
         answer = client.post("/v1/events", json={"events": events}, headers={"Authorization": f"Bearer {app_key}"})
         assert answer.status_code == 202, answer.get_json()
-    return {"units": units, "impressions": impressions}
+    return {"units": units, "impressions": impressions, "bodies": bodies}
 
 
 def count_events(comps) -> None:
