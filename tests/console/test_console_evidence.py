@@ -31,6 +31,13 @@ def _form(version: int, **overrides) -> dict:
     return {**body, **overrides}
 
 
+def _money(fen) -> str:
+    """As the console shows money: the sign before the ¥."""
+    if fen is None:
+        return "–"
+    return f"-¥{yuan(-fen)}" if fen < 0 else f"¥{yuan(fen)}"
+
+
 def _text(html: str) -> str:
     return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
 
@@ -243,8 +250,8 @@ def test_results_show_each_arm_and_the_difference_with_its_interval(pm, comps, c
         assert _cell(row, "units") == str(len(shown["units"][arm]))
         assert _cell(row, "impressions") == str(shown["impressions"][arm])
         rpm = (earned[arm] * 1000 * 2 + shown["impressions"][arm]) // (2 * shown["impressions"][arm])  # half-up
-        assert _cell(row, "rpm") == f"¥{yuan(rpm)}"
-        assert f"¥{yuan(earned[arm])}" in _text(row)
+        assert _cell(row, "rpm") == _money(rpm)
+        assert _money(earned[arm]) in _text(row)
     lift = results["lift"]
     assert lift["estimate_bps"] is not None and lift["ci_low_bps"] < lift["estimate_bps"] < lift["ci_high_bps"]
     row = _row(html, "lift-table", "data-metric", "rpm_group_fen")
@@ -305,10 +312,6 @@ def _estimates(html: str) -> dict[str, tuple[str, str, str]]:
         row = _row(html, "estimates-table", "data-estimator", key)
         out[key] = (_cell(row, "estimate"), _cell(row, "ci-low"), _cell(row, "ci-high"))
     return out
-
-
-def _money(fen) -> str:
-    return "–" if fen is None else f"¥{yuan(fen)}"
 
 
 def test_evaluating_the_served_version_shows_its_estimates_and_the_counts_behind_them(logged, console_for, comps):

@@ -83,6 +83,7 @@ def test_nice_axis_steps_and_yuan_labels():
     assert charts._axis([30_000, 136]) == (0, 30_000, 10_000)
     assert charts.yuan_label(30_000) == "¥300" and charts.yuan_label(136) == "¥1.36"
     assert charts.yuan_label(123_456_789) == "¥123.5万"
+    assert charts.yuan_label(-200_000) == "-¥2,000" and charts.yuan_label(-136) == "-¥1.36"
 
 
 def test_a_time_series_draws_a_point_per_day_and_series():

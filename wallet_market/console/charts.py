@@ -39,10 +39,13 @@ def _axis(values: Sequence[int]) -> tuple[float, float, float]:
 
 
 def yuan_label(fen: float) -> str:
+    """Fen as a short yuan label, the sign before the ¥: -250000 → ``-¥2,500``."""
+    if fen < 0:
+        return "-" + yuan_label(-fen)
     yuan = fen / 100
-    if abs(yuan) >= 10_000:
+    if yuan >= 10_000:
         return f"¥{yuan / 10_000:,.1f}万"
-    if abs(yuan) >= 100 or yuan == int(yuan):
+    if yuan >= 100 or yuan == int(yuan):
         return f"¥{yuan:,.0f}"
     return f"¥{yuan:,.2f}"
 

@@ -46,6 +46,11 @@ def _candidate_label(candidate: dict[str, Any]) -> str:
     return f"version {candidate['version']}{note} (frozen {str(candidate.get('frozen_at', ''))[:16].replace('T', ' ')})"
 
 
+def _short_utc(moment: datetime) -> str:
+    """A UTC time to the minute, as short as ISO 8601 writes it: ``2026-03-01T09:30Z``."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="minutes").replace("+00:00", "Z")
+
+
 def _freeze_context(then: str, note: str = "", freeze_errors=None, freeze_general=None) -> dict[str, Any]:
     return {"freeze_then": then, "freeze_note": note, "freeze_errors": freeze_errors or {},
             "freeze_general": freeze_general or []}
@@ -78,7 +83,7 @@ def _experiment_page(services: ConsoleServices, values: dict | None = None, fiel
             "page": "home" if "home" in pages else (pages[0] if pages else ""),
             "treatment_version": chosen if chosen in newest_first else (newest_first[0] if newest_first else ""),
             "traffic_bps": 10_000, "treatment_bps": 5_000,
-            "starts_at": now, "ends_at": now + timedelta(days=DEFAULT_DAYS),
+            "starts_at": _short_utc(now), "ends_at": _short_utc(now + timedelta(days=DEFAULT_DAYS)),
         })
     labels = {"treatment_version": {"": "choose a candidate", **{str(c["version"]): _candidate_label(c) for c in candidates}}}
     return render_template(
