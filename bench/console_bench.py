@@ -19,7 +19,7 @@ import re
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +36,7 @@ PM_PAGES = [
     "/console/audit", "/console/preview",
     "/console/preview?submitted=1&page=home&logged_in=1&personalized=1&risk_tier=A&share_with_partners=xingyun_cf&age=30",
     "/console/data-shares?user_id=u1",
+    "/console/experiments", "/console/experiments/new", "/console/experiments/bench-pin", "/console/evaluate",
 ]
 FINANCE_PAGES = [
     f"/console/revenue?from={TODAY}&to={TODAY}&group_by=product", "/console/revenue?group_by=partner&view=platform",
@@ -63,6 +64,18 @@ class RoundTrips:
         from redis.connection import AbstractConnection as Connection
 
         Connection.send_packed_command = self._original
+
+
+def start_experiment(comps) -> None:
+    """A candidate pinning the in-house loan to the home top banner, running on the home page (no traffic yet)."""
+    comps.admin.create("rules", {"rule_id": "bench_pin", "action": "pin", "page_id": "home", "slot_id": "top_banner",
+                                 "product_id": "inhouse_loan", "priority": 5}, actor="bench")
+    version = comps.admin.freeze_candidate("bench", "pin the in-house loan")["version"]
+    now = datetime.now(timezone.utc)
+    comps.experiments.create({
+        "experiment_id": "bench-pin", "page": "home", "treatment_version": version, "traffic_bps": 10_000,
+        "treatment_bps": 5_000, "starts_at": now - timedelta(hours=1), "ends_at": now + timedelta(days=7),
+    }, actor="bench")
 
 
 def sign_in(client, api_key: str) -> None:
@@ -95,6 +108,7 @@ def main() -> None:
     with BenchStore("console") as store:
         load_demo_if_empty(store.comps.admin, store.comps.api_keys, store.comps.settings, echo=lambda _line: None)
         store.comps.snapshots.refresh()
+        start_experiment(store.comps)
         pm, finance = store.app.test_client(), store.app.test_client()
         sign_in(pm, store.comps.api_keys.create("pm", name="bench-pm"))
         sign_in(finance, store.comps.api_keys.create("finance", name="bench-finance"))

@@ -8,63 +8,20 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from wallet_market.composition import build_ledger_worker
-from wallet_market.domain.signing import signed_headers
+from tests.evidence_log import evaluation_settings, log_decisions
 from wallet_market.services.analysis import decision_rows, logged_decisions
-from wallet_market.services.catalogue_files import read_catalogue_file
-
-CATALOGUE_FILE = Path(__file__).resolve().parent.parent / "funnel_catalogue.toml"
-PARTNERS = ["lender_a", "bank_b", "card_c", "lender_e", "lender_f"]
-SECRET = "shared-test-secret-0123456789"
 
 
 @pytest.fixture
 def settings_overrides(settings_overrides, tmp_path):
-    return {**settings_overrides, "analysis_dir": str(tmp_path / "analysis"), "exploration_bps": 2_000}
+    return {**settings_overrides, **evaluation_settings(tmp_path)}
 
 
 @pytest.fixture
-def logged(app, client, comps, auth):
+def logged(app, client, comps, api_keys):
     """40 home pages of 4 users with exploration, every impression reported, a card approved, a loan lent and
     reversed; exported by the worker."""
-    catalogue = read_catalogue_file(CATALOGUE_FILE)
-    for partner in catalogue["partners"]:
-        partner["signing_secret"] = SECRET
-    comps.admin.load(catalogue, actor="test", publish=True)
-    comps.snapshots.refresh()
-    bodies = []
-    for n in range(40):
-        user = f"person-{n % 4}"
-        comps.profiles.users.put_profile(user, {"user_id": user, "risk_tier": "AB"[n % 2], "age": 31,
-                                                "consents": {"personalized": True, "share_with_partners": PARTNERS}})
-        headers = auth("app", **{"X-User-Token": comps.user_tokens.mint(user)})
-        body = client.get("/v1/layout?page=home", headers=headers).get_json()
-        bodies.append(body)
-        events = [{"type": "impression", "impression_token": s["impression_token"]} for s in body["slots"]]
-        assert client.post("/v1/events", json={"events": events}, headers=auth("app")).status_code == 202
-    worker = build_ledger_worker(comps, consumer="test", claim_idle_ms=1, block_ms=1)
-    worker.run_until_idle()
-    comps.decision_log.flush()
-    assert worker.exporter.export()[0] == sum(len(b["slots"]) for b in bodies)
-    # Outcomes that arrive after their decision was exported, one of them reversed.
-    def has(body, product_id):
-        return any(s["product"]["product_id"] == product_id for s in body["slots"])
-
-    chosen = next(b for b in bodies if has(b, "gold_card") and has(b, "cps_loan"))  # most layouts show both
-    first = {s["product"]["product_id"]: s for s in chosen["slots"]}
-    card, loan = first["gold_card"], first["cps_loan"]
-    for partner, body in (
-        ("card_c", {"event_id": "c1", "type": "approved", "impression_token": card["impression_token"]}),
-        ("lender_a", {"event_id": "l1", "type": "disbursed", "impression_token": loan["impression_token"],
-                      "amount": 1_000_000}),
-        ("lender_a", {"event_id": "l1-undo", "type": "reversed", "reverses": "l1"}),
-    ):
-        raw = orjson.dumps(body)
-        response = client.post("/partner/v1/postbacks", data=raw, headers=signed_headers(partner, SECRET, raw))
-        assert response.status_code == 202, response.get_json()
-    worker.run_until_idle()
-    worker.exporter.export()
-    return {"bodies": bodies, "chosen": chosen, "card": card, "loan": loan, "worker": worker}
+    return log_decisions(comps, client, api_keys["app"])
 
 
 def test_the_worker_exports_decisions_and_outcomes_as_parquet_by_day(logged, comps):

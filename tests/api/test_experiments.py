@@ -3,11 +3,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from tests.evidence_log import PIN_RULE, count_events, put_users, show_home
 from wallet_market.domain.experiments import assign
 from wallet_market.services.experiments import experiment_from_record
-from wallet_market.services.ledger_worker import LedgerWorker
-
-PARTNERS = ["xingyun_cf", "haoyue_mcl", "qingshan_bank", "donghai_bank", "nanfeng_bank", "beichen_bank"]
 NOW = datetime.now(timezone.utc)
 
 
@@ -18,17 +16,11 @@ def iso(moment):
 @pytest.fixture
 def market(demo_app, comps, client, auth):
     """The demo catalogue published (v1) and a candidate (v2) that pins the in-house loan to the home top banner."""
-    rule = {"rule_id": "pin_inhouse_top", "action": "pin", "page_id": "home", "slot_id": "top_banner",
-            "product_id": "inhouse_loan", "priority": 5}
-    assert client.post("/admin/v1/rules", json=rule, headers=auth("pm")).status_code == 201
+    assert client.post("/admin/v1/rules", json=PIN_RULE, headers=auth("pm")).status_code == 201
     frozen = client.post("/admin/v1/rulesets/candidates", json={"note": "pin the in-house loan"}, headers=auth("pm"))
     assert frozen.status_code == 201, frozen.get_json()
     assert frozen.get_json()["version"] == 2
-    for n in range(60):
-        comps.profiles.users.put_profile(f"u{n}", {
-            "user_id": f"u{n}", "risk_tier": "ABCD"[n % 4], "age": 30,
-            "consents": {"personalized": True, "share_with_partners": PARTNERS},
-        })
+    put_users(comps, 60)
     return comps
 
 
@@ -136,25 +128,17 @@ def test_the_holdout_is_served_the_published_rules_outside_the_experiment(market
     assert 15 <= outside <= 45  # about half, by the hash
 
 
-def test_results_count_per_unit_and_stop_and_ship(market, client, auth, comps):
+def test_results_count_per_unit_and_stop_and_ship(market, client, auth, comps, api_keys):
     start(client, auth, comps)
-    seen = {"control": set(), "treatment": set()}
-    impressions = {"control": 0, "treatment": 0}
-    for n in range(40):
-        body = layout(client, auth, comps, f"u{n}")
-        token = comps.impression_tokens.verify(body["slots"][0]["impression_token"])
-        seen[token.arm].add(f"u{n}")
-        impressions[token.arm] += len(body["slots"])
-        events = [{"type": "impression", "impression_token": s["impression_token"]} for s in body["slots"]]
-        assert client.post("/v1/events", json={"events": events}, headers=auth("app")).status_code == 202
-    worker = LedgerWorker(comps.redis, comps.keys, consumer="t", claim_idle_ms=1, block_ms=1)
-    worker.run_until_idle()
-    worker.run_until_idle()  # a second pass adds nothing
+    shown = show_home(client, comps, api_keys["app"], [f"u{n}" for n in range(40)])
+    assert not shown["units"]["none"]  # everyone takes part
+    count_events(comps)
+    count_events(comps)  # a second pass adds nothing
     results = client.get("/admin/v1/experiments/pin-card/results", headers=auth("pm")).get_json()
     by_arm = {a["arm"]: a for a in results["arms"]}
     for arm in ("control", "treatment"):
-        assert by_arm[arm]["units"] == len(seen[arm])
-        assert by_arm[arm]["impressions"] == impressions[arm]
+        assert by_arm[arm]["units"] == len(shown["units"][arm])
+        assert by_arm[arm]["impressions"] == shown["impressions"][arm]
     assert 0 < results["srm_p_value"] <= 1
     assert results["lift"]["metric"] == "rpm_group_fen"
 

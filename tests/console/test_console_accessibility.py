@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.console.test_console_session import _pages
+from tests.console.test_console_session import SAMPLE_EXPERIMENT, _pages
+from tests.evidence_log import start_pin_experiment
 from wallet_market.console import charts
 
 CSS = Path(__file__).resolve().parents[2] / "wallet_market" / "console" / "static" / "console.css"
@@ -48,7 +49,8 @@ def _check(html: str, where: str) -> int:
     return len(parsed.controls)
 
 
-def test_every_control_of_every_page_has_a_label(demo_app, pm, finance):
+def test_every_control_of_every_page_has_a_label(demo_app, pm, finance, comps):
+    start_pin_experiment(comps, SAMPLE_EXPERIMENT)
     checked = _check(demo_app.test_client().get("/console/login").get_data(as_text=True), "/console/login")
     for console, role in ((pm, "pm"), (finance, "finance")):
         for path in _pages(demo_app, role):
@@ -58,6 +60,9 @@ def test_every_control_of_every_page_has_a_label(demo_app, pm, finance):
     _check(pm.get("/console/preview?submitted=1&page=home&logged_in=1&risk_tier=A&age=x").get_data(as_text=True), "preview")
     _check(pm.post("/console/catalogue/products/xingyun_loan", {"promo": "月息1分"}).get_data(as_text=True), "guard error")
     _check(finance.post("/console/compare", {"scenario": "name = "}).get_data(as_text=True), "compare error")
+    _check(pm.post("/console/experiments/new", {"experiment_id": "Bad Id", "traffic_bps": "x"}).get_data(as_text=True),
+           "experiment error")
+    _check(pm.get("/console/evaluate?submitted=1&candidate=99&from=x").get_data(as_text=True), "evaluation error")
 
 
 def _luminance(hex_colour: str) -> float:

@@ -8,7 +8,10 @@ import pytest
 
 from tests.conftest import TEST_SECRET
 from tests.console.conftest import Console, csrf_of
+from tests.evidence_log import start_pin_experiment
 from wallet_market.store.access import key_hash
+
+SAMPLE_EXPERIMENT = "pin-card"  # the experiment the pages of one experiment are shown with
 
 
 def _set_cookie(response) -> SimpleCookie:
@@ -199,12 +202,16 @@ def _pages(app, role: str) -> list[str]:
     for rule in app.url_map.iter_rules():
         view = app.view_functions[rule.endpoint]
         if getattr(view, "console_role", None) == role and "GET" in rule.methods:
-            sample = {"kind": "products", "entity_id": "xingyun_loan"}
-            paths.append(rule.rule.replace("<kind>", sample["kind"]).replace("<entity_id>", sample["entity_id"]))
+            sample = {"kind": "products", "entity_id": "xingyun_loan", "experiment_id": SAMPLE_EXPERIMENT}
+            path = rule.rule
+            for name, value in sample.items():
+                path = path.replace(f"<{name}>", value)
+            paths.append(path)
     return sorted(paths)
 
 
-def test_each_role_sees_only_its_own_pages(demo_app, pm, finance):
+def test_each_role_sees_only_its_own_pages(demo_app, pm, finance, comps):
+    start_pin_experiment(comps, SAMPLE_EXPERIMENT)
     pm_pages, finance_pages = _pages(demo_app, "pm"), _pages(demo_app, "finance")
     assert {"/console/catalogue/<kind>".replace("<kind>", "products"), "/console/draft", "/console/preview"} <= set(pm_pages)
     assert {"/console/revenue", "/console/compare", "/console/reconciliation"} <= set(finance_pages)

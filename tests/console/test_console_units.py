@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 
 import pytest
 from werkzeug.datastructures import MultiDict
@@ -82,6 +83,7 @@ def test_nice_axis_steps_and_yuan_labels():
     assert charts._axis([30_000, 136]) == (0, 30_000, 10_000)
     assert charts.yuan_label(30_000) == "¥300" and charts.yuan_label(136) == "¥1.36"
     assert charts.yuan_label(123_456_789) == "¥123.5万"
+    assert charts.yuan_label(-200_000) == "-¥2,000" and charts.yuan_label(-136) == "-¥1.36"
 
 
 def test_a_time_series_draws_a_point_per_day_and_series():
@@ -102,3 +104,50 @@ def test_micro_fen_shows_fen_with_two_decimals_rounded_half_up():
     assert _micro_fen(136_080_000) == "136.08"
     assert _micro_fen(5_000) == "0.01" and _micro_fen(4_999) == "0.00" and _micro_fen(-5_000) == "-0.01"
     assert _micro_fen(123_456_789_000) == "123,456.79"
+
+
+def test_an_interval_chart_draws_each_estimate_with_its_interval_on_one_axis():
+    svg = charts.intervals("i", "Estimates", [("IPS", 120, 80, 160), ("<DM>", 100, None, None), ("DR", None, None, None)],
+                           reference=("logged policy", 110))
+    assert svg.count('class="estimate"') == 2 and svg.count('class="interval"') == 1 and 'class="reference"' in svg
+    assert "&lt;DM&gt;" in svg and "<DM>" not in svg and "no estimate" in svg
+    assert "IPS: ¥1.20 (95% interval ¥0.80 to ¥1.60)" in svg and "logged policy: ¥1.10" in svg
+    # the interval's ends sit either side of its estimate, on the same axis as the reference
+    (x1, x2), = re.findall(r'class="interval" x1="([\d.]+)" x2="([\d.]+)"', svg)
+    ips = float(re.search(r'class="estimate" cx="([\d.]+)"', svg).group(1))
+    reference = float(re.search(r'class="reference" x1="([\d.]+)"', svg).group(1))
+    assert float(x1) < reference < ips < float(x2)
+    lift = charts.intervals("l", "Lift", [("lift", -250, -900, 400)], label=charts.percent_label)
+    assert "lift: -2.5% (95% interval -9% to 4%)" in lift and ">0%<" in lift
+
+
+def test_the_experiment_form_reads_numbers_and_times_with_their_offsets():
+    body, errors = forms.experiment_body({
+        "experiment_id": " pin-card ", "page": "home", "treatment_version": "2", "traffic_bps": "10000",
+        "treatment_bps": "5000", "starts_at": "2026-03-01T09:00:00+08:00", "ends_at": "2026-03-08T01:00:00Z",
+    })
+    assert errors == {}
+    assert body["experiment_id"] == "pin-card" and body["treatment_version"] == 2 and body["traffic_bps"] == 10_000
+    assert body["starts_at"].utcoffset().total_seconds() == 8 * 3600 and body["ends_at"].tzinfo is not None
+    _, errors = forms.experiment_body({"traffic_bps": "1万", "treatment_version": "v2", "starts_at": "2026-03-01 09:00"})
+    assert set(errors) == {"traffic_bps", "treatment_bps", "treatment_version", "starts_at", "ends_at"}
+    assert errors["starts_at"] == ["add the time zone offset, e.g. +08:00 or Z"]
+    assert errors["ends_at"] == ["enter a date and time, e.g. 2026-01-01T00:00:00+08:00"]
+
+
+def test_the_evaluation_form_reads_its_dates():
+    asked, errors = forms.evaluation_request({"candidate": "3", "from": "2026-03-01", "to": "", "view": "platform"})
+    assert errors == {} and asked == {"candidate": "3", "first": date(2026, 3, 1), "last": None, "view": "platform"}
+    _, errors = forms.evaluation_request({"candidate": "draft", "from": "March", "to": "2026-02-30"})
+    assert errors == {"from": ["enter a date as YYYY-MM-DD"], "to": ["enter a date as YYYY-MM-DD"]}
+
+
+def test_service_errors_of_an_experiment_go_next_to_their_fields():
+    field_errors, general = forms.route_errors(forms.EXPERIMENT_FORM, {
+        "page": ["experiment a already runs on page home"], "salt": ["must be a non-empty string"],
+        "_schema": ["the experiment cannot run as asked"],
+    }, None)
+    assert field_errors == {"page": ["experiment a already runs on page home"]}
+    assert general == [("salt", "must be a non-empty string"), ("", "the experiment cannot run as asked")]
+    chosen = forms.with_choices(forms.EXPERIMENT_FORM, {"page": ["home", "loans"]})
+    assert chosen.field("page").choices == ("home", "loans") and forms.EXPERIMENT_FORM.field("page").choices == ()

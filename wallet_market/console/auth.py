@@ -110,6 +110,13 @@ def current_viewer() -> Viewer | None:
     return viewer
 
 
+def actor() -> str:
+    """The audit log's name of the signed-in viewer (for views behind :func:`requires`)."""
+    viewer = current_viewer()
+    assert viewer is not None
+    return viewer.actor
+
+
 def requires(role: str):
     """Only a viewer of ``role``: others signed in get 403, visitors go to the sign-in page."""
 

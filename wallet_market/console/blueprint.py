@@ -76,10 +76,12 @@ def _micro_fen(micro: int | None) -> str:
 
 @console.app_template_filter("timestamp")
 def _timestamp(value) -> str:
-    """A time as the services give it (ISO 8601 UTC, or epoch seconds) shown to the second."""
+    """A time as the services give it (ISO 8601, an aware datetime, or epoch seconds) shown to the second in UTC."""
     if value in (None, ""):
         return "–"
-    if isinstance(value, str):
+    if isinstance(value, datetime):
+        moment = value.astimezone(timezone.utc)
+    elif isinstance(value, str):
         moment = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
     else:
         moment = datetime.fromtimestamp(float(value), tz=timezone.utc)
@@ -125,7 +127,7 @@ def _unexpected(exc: Exception):
 
 
 def install(app: Flask) -> None:
-    from . import views_catalogue, views_common, views_finance  # noqa: F401  (routes register on import)
+    from . import views_catalogue, views_common, views_evidence, views_finance  # noqa: F401  (routes register on import)
 
     settings = console_services(app).settings
     app.secret_key = auth.session_secret(settings.secret_key)

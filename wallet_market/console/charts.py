@@ -1,13 +1,14 @@
-"""Charts drawn on the server as inline SVG: a time series and a grouped bar breakdown.
+"""Charts drawn on the server as inline SVG: a time series, a grouped bar breakdown, estimates with intervals.
 
 No script and no external file: the page carries the picture, with a title
 and description for screen readers, beside the table of the same numbers.
-Values are integer fen; axes are labelled in yuan.
+Values are integers: fen, with axes labelled in yuan, or for the interval
+chart whatever its ``label`` function shows (basis points as per cent).
 """
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 from markupsafe import Markup, escape
 
@@ -38,10 +39,13 @@ def _axis(values: Sequence[int]) -> tuple[float, float, float]:
 
 
 def yuan_label(fen: float) -> str:
+    """Fen as a short yuan label, the sign before the ¥: -250000 → ``-¥2,500``."""
+    if fen < 0:
+        return "-" + yuan_label(-fen)
     yuan = fen / 100
-    if abs(yuan) >= 10_000:
+    if yuan >= 10_000:
         return f"¥{yuan / 10_000:,.1f}万"
-    if abs(yuan) >= 100 or yuan == int(yuan):
+    if yuan >= 100 or yuan == int(yuan):
         return f"¥{yuan:,.0f}"
     return f"¥{yuan:,.2f}"
 
@@ -156,5 +160,86 @@ def bars(chart_id: str, title: str, categories: Sequence[str], series: Sequence[
             )
     parts.append(f'<line x1="{zero:.1f}" x2="{zero:.1f}" y1="{top - 6}" y2="{height - 30}" stroke="{TEXT}" stroke-width="1"/>')
     parts.extend(_legend([name for name, _ in series], left, 20))
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def percent_label(bps: float) -> str:
+    """Basis points as a short per cent for an axis: 250 → ``2.5%``."""
+    return f"{bps / 100:g}%"
+
+
+def intervals(
+    chart_id: str,
+    title: str,
+    rows: Sequence[tuple[str, int | None, int | None, int | None]],
+    label: Callable[[float], str] = yuan_label,
+    reference: tuple[str, int] | None = None,
+) -> Markup:
+    """One row per ``(name, estimate, low, high)``: the estimate as a point, its interval as a line with caps.
+
+    Rows without an estimate say so; an interval that is ``None`` is left out.
+    ``reference`` draws a dashed line across every row (e.g. what the logging
+    policy earned); zero is always on the axis.
+    """
+    width = 880
+    left, right, top, row_h = 150, 30, 40, 34
+    height = top + row_h * max(len(rows), 1) + 36
+    plot_w = width - left - right
+    values = [v for _, *numbers in rows for v in numbers if v is not None]
+    if reference is not None:
+        values.append(reference[1])
+    low, high, step = _axis(values or [0])
+
+    def x_of(value: float) -> float:
+        return left + plot_w * (value - low) / (high - low)
+
+    def said(name: str, estimate: int | None, lo: int | None, hi: int | None) -> str:
+        if estimate is None:
+            return f"{name}: no estimate"
+        interval = f" (95% interval {label(lo)} to {label(hi)})" if lo is not None and hi is not None else ""
+        return f"{name}: {label(estimate)}{interval}"
+
+    description = "; ".join(said(*row) for row in rows)
+    if reference is not None:
+        description += f"; {reference[0]}: {label(reference[1])}"
+    parts = _open(chart_id, width, height, title, description)
+    bottom = height - 30
+    tick = low
+    while tick <= high + step / 2:
+        x = x_of(tick)
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 6}" y2="{bottom}" stroke="{GRID}" stroke-width="1"/>')
+        parts.append(f'<text x="{x:.1f}" y="{height - 12}" font-size="12" text-anchor="middle" fill="{TEXT}">{escape(label(tick))}</text>')
+        tick += step
+    zero = x_of(0)
+    parts.append(f'<line x1="{zero:.1f}" x2="{zero:.1f}" y1="{top - 6}" y2="{bottom}" stroke="{TEXT}" stroke-width="1"/>')
+    if reference is not None:
+        x = x_of(reference[1])
+        parts.append(
+            f'<line class="reference" x1="{x:.1f}" x2="{x:.1f}" y1="{top - 10}" y2="{bottom}" stroke="{COLOURS[1]}" '
+            f'stroke-width="2" stroke-dasharray="6 4"><title>{escape(reference[0])}: {escape(label(reference[1]))}</title></line>'
+        )
+        parts.append(
+            f'<text x="{min(x + 4, width - right):.1f}" y="{top - 16}" font-size="12" fill="{COLOURS[1]}">'
+            f'{escape(reference[0])} {escape(label(reference[1]))}</text>'
+        )
+    colour = COLOURS[0]
+    for index, (name, estimate, lo, hi) in enumerate(rows):
+        y = top + index * row_h + row_h / 2
+        parts.append(f'<text x="{left - 10}" y="{y + 4:.1f}" font-size="13" text-anchor="end" fill="{TEXT}">{escape(name)}</text>')
+        if estimate is None:
+            parts.append(f'<text x="{left + 6}" y="{y + 4:.1f}" font-size="12" fill="{TEXT}">no estimate</text>')
+            continue
+        if lo is not None and hi is not None:
+            x1, x2 = x_of(lo), x_of(hi)
+            parts.append(
+                f'<line class="interval" x1="{x1:.1f}" x2="{x2:.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="{colour}" stroke-width="2.5"/>'
+            )
+            for x in (x1, x2):
+                parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y - 7:.1f}" y2="{y + 7:.1f}" stroke="{colour}" stroke-width="2.5"/>')
+        parts.append(
+            f'<circle class="estimate" cx="{x_of(estimate):.1f}" cy="{y:.1f}" r="5" fill="{colour}">'
+            f"<title>{escape(said(name, estimate, lo, hi))}</title></circle>"
+        )
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -1,20 +1,27 @@
-"""Catalogue entity forms: which fields each kind has, how a field is shown, read and merged.
+"""The console's forms: which fields each has, how a field is shown, read and merged.
 
-A form posts only the fields it shows. An edit is a partial update: the draft
-entity is read, the submitted fields are merged into it (dotted names such as
-``funnel.ctr_bps`` reach nested objects) and the result goes through the same
-shape schema and admin service as the API, so the same guards run. Errors come
-back as a map of JSON paths to messages; :func:`route_errors` puts each next
-to the field it names.
+Catalogue entities: a form posts only the fields it shows. An edit is a
+partial update: the draft entity is read, the submitted fields are merged into
+it (dotted names such as ``funnel.ctr_bps`` reach nested objects) and the
+result goes through the same shape schema and admin service as the API, so the
+same guards run. Errors come back as a map of JSON paths to messages;
+:func:`route_errors` puts each next to the field it names.
+
+The experiment and evaluation forms are described the same way
+(:data:`EXPERIMENT_FORM`, :data:`EVALUATE_FORM`): their text becomes the body
+the experiments or evaluation service takes (:func:`experiment_body`,
+:func:`evaluation_request`), and the service's own errors go next to their
+fields through :func:`route_errors` too.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from marshmallow import ValidationError
 
@@ -197,6 +204,58 @@ RULE_FORM = EntityForm(
 )
 
 FORMS = {f.kind: f for f in (PARTNER_FORM, PRODUCT_FORM, PAGE_FORM, RULE_FORM)}
+
+# A new experiment: the body of ``POST /admin/v1/experiments``. The choices of
+# ``page`` (the served pages) and ``treatment_version`` (the frozen candidates)
+# are filled in per request with :func:`with_choices`.
+EXPERIMENT_FORM = EntityForm(
+    "experiments", "experiment_id", "experiment",
+    (
+        Group(None, "Experiment", (
+            _f("experiment_id", "Experiment id", help="a-z, 0-9, _ or -; names the experiment in its results"),
+            _f("page", "Page", "select", help="the page it runs on: a page of the served rules and of the candidate"),
+            _f("treatment_version", "Treatment version", "select",
+               help="a frozen candidate: its rules serve the treatment arm, the published rules the control"),
+        )),
+        Group(None, "Who takes part", (
+            _f("traffic_bps", "Traffic (bps)", "int",
+               help="share of all users in the experiment, 0–10000 (10000: everyone); the rest are held out"),
+            _f("treatment_bps", "Treatment share (bps)", "int",
+               help="share of the experiment's users served the candidate, 0–10000 (5000: half)"),
+        )),
+        Group(None, "When", (
+            _f("starts_at", "Starts at", "datetime", help="ISO 8601 with offset, e.g. 2026-01-01T00:00:00+08:00"),
+            _f("ends_at", "Ends at", "datetime", help="after the start and in the future"),
+        )),
+    ),
+    ("experiment_id", "page", "treatment_version", "starts_at", "ends_at"),
+)
+
+# An off-policy evaluation: the body of ``POST /admin/v1/rulesets/evaluate`` (as a query string).
+EVALUATE_FORM = EntityForm(
+    "evaluations", "candidate", "evaluation",
+    (
+        Group(None, "Evaluate", (
+            _f("candidate", "Candidate", "select", help="the draft as it is now, or a stored version"),
+            _f("from", "From", "date", help="first day (UTC) of the log; blank: from the first"),
+            _f("to", "To", "date", help="last day (UTC) of the log; blank: to the newest"),
+            _f("view", "View", "select", "group", "platform",
+               help="group: the vendor's whole P&L; platform: what the platform books"),
+        )),
+    ),
+    ("candidate", "from", "to", "view"),
+)
+
+
+def with_choices(form: EntityForm, choices: Mapping[str, Sequence[str]]) -> EntityForm:
+    """``form`` with the choices of the named select fields replaced (choices known only per request)."""
+    groups = tuple(
+        dataclasses.replace(group, fields=tuple(
+            dataclasses.replace(f, choices=tuple(choices[f.name])) if f.name in choices else f for f in group.fields
+        ))
+        for group in form.groups
+    )
+    return dataclasses.replace(form, groups=groups)
 
 # What a new entity's form starts from.
 BLANK: dict[str, dict[str, Any]] = {
@@ -431,3 +490,64 @@ def summary_value(entity: Mapping[str, Any], name: str) -> str:
         return "yes" if value else "no"
     return "—" if value in (None, "") else str(value)
 
+
+# -- experiments and evaluation -----------------------------------------------------------------
+
+
+def aware_datetime(text: str) -> datetime:
+    """An ISO 8601 date and time with its offset; ``ValueError`` with a message for the person."""
+    text = text.strip()
+    if not text:
+        raise ValueError("enter a date and time, e.g. 2026-01-01T00:00:00+08:00")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("cannot read this: write ISO 8601, e.g. 2026-01-01T00:00:00+08:00") from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("add the time zone offset, e.g. +08:00 or Z")
+    return moment
+
+
+def experiment_body(submitted: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The create body of the experiments service from the form's text, and the fields that cannot be read.
+
+    Only reading happens here (whole numbers, dates with offsets); whether the
+    experiment can run is the service's to say.
+    """
+    complete = {f.name: submitted.get(f.name, "") for f in EXPERIMENT_FORM.fields}
+    merged, errors = merge(EXPERIMENT_FORM, {}, complete)
+    body: dict[str, Any] = {
+        "experiment_id": str(complete["experiment_id"]).strip(),
+        "page": str(complete["page"]).strip(),
+        "traffic_bps": merged.get("traffic_bps"),
+        "treatment_bps": merged.get("treatment_bps"),
+    }
+    version = str(complete["treatment_version"]).strip()
+    if re.fullmatch(r"[1-9][0-9]{0,8}", version):
+        body["treatment_version"] = int(version)
+    else:
+        errors["treatment_version"] = ["choose a candidate version (freeze the draft below if there is none)"]
+    for name in ("starts_at", "ends_at"):
+        try:
+            body[name] = aware_datetime(str(complete[name]))
+        except ValueError as exc:
+            errors[name] = [str(exc)]
+    return body, errors
+
+
+def evaluation_request(submitted: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """``candidate``, ``first``, ``last`` and ``view`` for the evaluation service, and the fields that cannot be read."""
+    errors: dict[str, list[str]] = {}
+    request: dict[str, Any] = {
+        "candidate": str(submitted.get("candidate", "")).strip(),
+        "view": str(submitted.get("view", "group")).strip() or "group",
+    }
+    for name, key in (("from", "first"), ("to", "last")):
+        text = str(submitted.get(name, "")).strip()
+        request[key] = None
+        if text:
+            try:
+                request[key] = date.fromisoformat(text)
+            except ValueError:
+                errors[name] = ["enter a date as YYYY-MM-DD"]
+    return request, errors

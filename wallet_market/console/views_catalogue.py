@@ -19,13 +19,6 @@ PM = "pm"
 KIND_TITLES = {"partners": "Partners", "products": "Products", "pages": "Pages", "rules": "Rules"}
 
 
-def _actor() -> str:
-    """The audit log's name of the signed-in viewer (the views run only behind ``auth.requires``)."""
-    viewer = auth.current_viewer()
-    assert viewer is not None
-    return viewer.actor
-
-
 def _form(kind: str) -> forms.EntityForm:
     form = FORMS.get(kind)
     if form is None:
@@ -66,7 +59,7 @@ def _save(form, kind: str, entity_id: str | None, base: dict, submitted: dict):
     if errors or loaded is None:
         return errors
     admin = console_services().admin
-    actor = _actor()
+    actor = auth.actor()
     try:
         if entity_id is None:
             admin.create(kind, loaded, actor)
@@ -115,7 +108,7 @@ def catalogue_edit(kind: str, entity_id: str):
 def catalogue_delete(kind: str, entity_id: str):
     form = _form(kind)
     try:
-        console_services().admin.delete(kind, entity_id, _actor())
+        console_services().admin.delete(kind, entity_id, auth.actor())
     except (Invalid, Conflict) as exc:
         general = [(path, message) for path, messages in exc.errors.items() for message in messages]
         return catalogue_list(kind, errors=[("", exc.message), *general], status=422)
@@ -150,7 +143,7 @@ def publish():
     if len(note) > 500:
         return _draft_page([("note", "at most 500 characters")], note, 422)
     try:
-        record = console_services().admin.publish(_actor(), note)
+        record = console_services().admin.publish(auth.actor(), note)
     except (Invalid, Conflict) as exc:
         errors = [("", exc.message)] + [(p, m) for p, ms in exc.errors.items() for m in ms]
         return _draft_page(errors, note, 422)
@@ -176,7 +169,7 @@ def rollback():
     if not raw.isdigit() or int(raw) < 1:
         return versions([("version", "choose a published version")], 422)
     try:
-        record = console_services().admin.rollback(int(raw), _actor(), note)
+        record = console_services().admin.rollback(int(raw), auth.actor(), note)
     except (Invalid, Conflict, NotFound) as exc:
         return versions([("", exc.message)] + [(p, m) for p, ms in exc.errors.items() for m in ms], 422)
     flash(f"Rolled back to version {raw}: now serving it as version {record['version']}; the draft is reset to it.", "ok")

@@ -14,6 +14,7 @@ from flask import current_app, g
 from ..domain.reconcile import Reconciliation, SettlementLine
 from ..services.access import Access
 from ..services.catalogue_admin import CatalogueAdmin
+from ..services.experiments import ExperimentAdmin
 from ..settings import Settings
 
 if TYPE_CHECKING:
@@ -35,6 +36,10 @@ class ConsoleServices:
     data_shares: Callable[..., list]
     reconcile: Callable[[str, Sequence[SettlementLine], Sequence[date]], Reconciliation]
     fetch_settlement: Callable[[str, date], str]
+    # experiments: create, list, stop, ship and their results
+    experiments: ExperimentAdmin
+    # off-policy evaluation: ``evaluate(candidate, first, last, view)``
+    evaluate: Callable[[str, date | None, date | None, str], dict[str, Any]]
 
 
 def console_services(app=None) -> ConsoleServices:
@@ -55,6 +60,8 @@ def console_services(app=None) -> ConsoleServices:
             data_shares=comps.profiles.data_shares,
             reconcile=lambda partner_id, theirs, days: reconcile_partner(sources, partner_id, theirs, days),
             fetch_settlement=lambda partner_id, day: fetch_settlement(sources, partner_id, day),
+            experiments=comps.experiments,
+            evaluate=comps.evaluation.evaluate,
         )
         if app is None:
             g._console_services = found

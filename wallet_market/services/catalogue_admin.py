@@ -329,8 +329,12 @@ class CatalogueAdmin:
         return {
             "current": self.store.current_version(),
             "versions": [self._record(r) for r in self.store.history()],
-            "candidates": [_with_iso_time(c, "frozen_at") for c in self.store.candidates()],
+            "candidates": self.candidates(),
         }
+
+    def candidates(self) -> builtins.list[dict[str, Any]]:
+        """The versions frozen from the draft, oldest first, each ``frozen_at`` as ISO 8601 UTC (one read)."""
+        return [_with_iso_time(c, "frozen_at") for c in self.store.candidates()]
 
     @staticmethod
     def _record(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -219,7 +219,15 @@ class ExperimentAdmin:
     # -- results -----------------------------------------------------------
     def results(self, experiment_id: str) -> dict[str, Any]:
         """Per-arm totals, the lift of group revenue per 1,000 impressions with its interval, and the SRM check."""
+        return self._results(self._record(experiment_id))
+
+    def report(self, experiment_id: str) -> dict[str, Any]:
+        """The experiment (as :meth:`get`) and its results (as :meth:`results`), from one read of its record."""
         record = self._record(experiment_id)
+        return {"experiment": public_record(record), "results": self._results(record)}
+
+    def _results(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        experiment_id = record["experiment_id"]
         arms = {arm: unit_outcomes(self.counters.units(experiment_id, arm)) for arm in ARMS}
         computed = experiment_results(arms["control"], arms["treatment"], int(record["treatment_bps"]))
         return {
