@@ -1,7 +1,11 @@
-"""What both load benchmarks share: a store and app to set up, the service to start, wrk to run."""
+"""What the load benchmarks share: their options, a store and app to set up, logged-in users,
+the service to start, wrk to run, and the summary and results file of their runs."""
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -13,11 +17,26 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any, Callable
+
+from bench.catalogue import DEVICES
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-0123456789abcdef0123456789"
 LATENCY_LINE = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$")
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+RESULTS_DIR = ROOT / "bench" / "results"
+
+
+def wrk_options(parser: argparse.ArgumentParser, *, connections: int) -> argparse.ArgumentParser:
+    """Add the options of a wrk load run on the served layout: seconds a run, connections, server
+    workers and threads, rounds."""
+    parser.add_argument("--duration", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=connections)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=2)
+    return parser
 
 
 def tree_memory_mb(pid: int) -> float:
@@ -78,6 +97,41 @@ def wait_ready(url: str, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not become ready")
 
 
+def rotation_script(path: Path, requests: list[tuple[str, dict[str, str]]]) -> Path:
+    """A wrk script that sends ``requests`` (path, extra headers) in turn, so no two in a row are alike."""
+    lines = ["local requests = {"]
+    for target, headers in requests:
+        pairs = ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items())
+        lines.append(f'  {{ "{target}", {{ {pairs} }} }},')
+    lines += [
+        "}",
+        "local i = 0",
+        "request = function()",
+        "  i = i % #requests + 1",
+        "  local r = requests[i]",
+        "  for k, v in pairs(r[2]) do wrk.headers[k] = v end",
+        '  return wrk.format("GET", r[1])',
+        "end",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def logged_in_requests(
+    comps, count: int, rng: random.Random, profile: Callable[[int], dict[str, Any]]
+) -> list[tuple[str, dict[str, str]]]:
+    """Store ``profile(n)`` for users 0 … ``count`` − 1 and make one logged-in layout request (path,
+    headers) per user, from a device and app version drawn from ``rng`` after the user's profile."""
+    requests = []
+    for n in range(count):
+        body = profile(n)
+        user_id = body["user_id"]
+        comps.profiles.users.put_profile(user_id, body)
+        query = f"/v1/layout?page=home&device_model={rng.choice(DEVICES)}&app_version=5.{rng.randint(0, 9)}.0"
+        requests.append((query, {"X-User-Token": comps.user_tokens.mint(user_id, 3600)}))
+    return requests
+
+
 def run_wrk(
     wrk: str,
     url: str,
@@ -107,6 +161,27 @@ def run_wrk(
             latency[f"p{match.group(1)}_ms"] = round(float(match.group(2)) * UNITS[match.group(3)], 3)
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     return {"rps": rps, **latency, "non_2xx": int(errors.group(1)) if errors else 0}
+
+
+def summarize(runs: dict[str, list[dict]]) -> dict[str, dict]:
+    """Per name, its wrk runs in one row: mean requests per second, the worst p50 and p99, all non-2xx."""
+    return {
+        name: {
+            "rps": round(sum(r["rps"] for r in results) / len(results), 1),
+            "p50_ms": max(r.get("p50_ms", 0) for r in results),
+            "p99_ms": max(r.get("p99_ms", 0) for r in results),
+            "non_2xx": sum(r["non_2xx"] for r in results),
+        }
+        for name, results in runs.items()
+    }
+
+
+def save_results(kind: str, record: dict) -> Path:
+    """Write ``record`` as ``bench/results/<kind>-<epoch seconds>.json``."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{kind}-{int(time.time())}.json"
+    path.write_text(json.dumps(record, indent=2))
+    return path
 
 
 class BenchStore:
@@ -151,6 +226,10 @@ class BenchStore:
         self.comps = self.app.extensions["wallet_market"]
         self.processes: list[subprocess.Popen] = []
         return self
+
+    def app_auth(self) -> dict[str, str]:
+        """The ``Authorization`` header of a new ``app`` key."""
+        return {"Authorization": f"Bearer {self.comps.api_keys.create('app', name='bench')}"}
 
     def serve(self, port: int, workers: int, threads: int, server: str | None = None) -> subprocess.Popen:
         """Start ``wallet-market serve`` (no ledger worker) on ``port`` and wait until it is ready."""

@@ -25,7 +25,6 @@ Uses WALLET_MARKET_REDIS_URL when set, else an embedded Redis.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -36,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.catalogue import DEVICES, REGIONS, TIERS  # noqa: E402
 from bench.catalogue import build as build_catalogue  # noqa: E402
-from bench.harness import BenchStore, ensure_wrk, free_port, run_wrk, tree_memory_mb, wait_ready  # noqa: E402
+from bench.harness import BenchStore, ensure_wrk, free_port, logged_in_requests, rotation_script  # noqa: E402
+from bench.harness import run_wrk, save_results, summarize, tree_memory_mb, wait_ready, wrk_options  # noqa: E402
 from wallet_market.cli.serve import SERVERS, server_command  # noqa: E402
 
 BASELINE_FACTORY = "bench.baseline_app:create_baseline_app"
@@ -46,59 +46,30 @@ TARGET_VS_OWN_FLOOR = 0.75
 TARGET_P99_MS = 10.0
 
 
-def rotation_script(path: Path, requests: list[tuple[str, dict[str, str]]]) -> Path:
-    """A wrk script that sends ``requests`` (path, extra headers) in turn, so no two in a row are alike."""
-    lines = ["local requests = {"]
-    for target, headers in requests:
-        pairs = ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items())
-        lines.append(f'  {{ "{target}", {{ {pairs} }} }},')
-    lines += [
-        "}",
-        "local i = 0",
-        "request = function()",
-        "  i = i % #requests + 1",
-        "  local r = requests[i]",
-        "  for k, v in pairs(r[2]) do wrk.headers[k] = v end",
-        '  return wrk.format("GET", r[1])',
-        "end",
-    ]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def user_population(comps, catalogue: dict, count: int) -> list[tuple[str, dict[str, str]]]:
     """Profiles for ``count`` users and one logged-in layout request (path, headers) per user."""
     rng = random.Random(11)
     partner_ids = [p["partner_id"] for p in catalogue["partners"]]
-    requests = []
-    for n in range(count):
-        user_id = f"bench-user-{n}"
+
+    def profile(n: int) -> dict:
         consents = rng.choice([partner_ids, partner_ids, partner_ids[: len(partner_ids) // 2], []])
-        comps.profiles.users.put_profile(
-            user_id,
-            {
-                "user_id": user_id,
-                "risk_tier": rng.choice(TIERS),
-                "in_house_decision": {"status": rng.choice(["none", "approved", "approved", "declined"]), "decided_at": None},
-                "consents": {"personalized": rng.random() > 0.1, "share_with_partners": consents},
-                "age": rng.randint(20, 60),
-                "region": rng.choice(REGIONS),
-                "phone_sha256": None,
-            },
-        )
-        query = f"/v1/layout?page=home&device_model={rng.choice(DEVICES)}&app_version=5.{rng.randint(0, 9)}.0"
-        requests.append((query, {"X-User-Token": comps.user_tokens.mint(user_id, 3600)}))
-    return requests
+        return {
+            "user_id": f"bench-user-{n}",
+            "risk_tier": rng.choice(TIERS),
+            "in_house_decision": {"status": rng.choice(["none", "approved", "approved", "declined"]), "decided_at": None},
+            "consents": {"personalized": rng.random() > 0.1, "share_with_partners": consents},
+            "age": rng.randint(20, 60),
+            "region": rng.choice(REGIONS),
+            "phone_sha256": None,
+        }
+
+    return logged_in_requests(comps, count, rng, profile)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", choices=("both", *SERVERS), default="both", help="where the layout is measured")
-    parser.add_argument("--duration", type=int, default=15)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=2)
+    wrk_options(parser, connections=16)
     parser.add_argument("--users", type=int, default=500, help="distinct logged-in users the requests rotate through")
     args = parser.parse_args()
     wrk = ensure_wrk()
@@ -109,7 +80,7 @@ def main() -> int:
     with BenchStore("layout-bench") as bench:
         catalogue = build_catalogue()
         bench.comps.admin.load(catalogue, actor="bench", publish=True)
-        auth = {"Authorization": f"Bearer {bench.comps.api_keys.create('app', name='bench')}"}
+        auth = bench.app_auth()
         logged_in = rotation_script(bench.tmp / "logged_in.lua", user_population(bench.comps, catalogue, args.users))
         visitors = rotation_script(
             bench.tmp / "visitor.lua",
@@ -140,14 +111,7 @@ def main() -> int:
                     run_wrk(wrk, url, headers=headers, script=script, duration=args.duration, connections=args.connections)
                 )
 
-    summary = {}
-    for name, runs in results.items():
-        summary[name] = {
-            "rps": round(sum(r["rps"] for r in runs) / len(runs), 1),
-            "p50_ms": max(r.get("p50_ms", 0) for r in runs),
-            "p99_ms": max(r.get("p99_ms", 0) for r in runs),
-            "non_2xx": sum(r["non_2xx"] for r in runs),
-        }
+    summary = summarize(results)
     floor = summary[f"bare_{FLOOR}"]["rps"]
     print(f"catalogue: {len(catalogue['products'])} products, {len(catalogue['pages'][0]['slots'])} slots, "
           f"{len(catalogue['rules'])} rules; {args.users} users; {args.connections} connections; "
@@ -168,11 +132,7 @@ def main() -> int:
           + ", ".join(f"{server} {mb:.0f} MiB" for server, mb in memory.items()))
     print(f"targets (layout >= {TARGET_VS_GUNICORN_FLOOR:.2f}x bare gunicorn and >= {TARGET_VS_OWN_FLOOR:.2f}x its own "
           f"server's bare floor, p99 < {TARGET_P99_MS:.0f} ms):", "met" if met else "NOT met")
-    out_dir = ROOT / "bench" / "results"
-    out_dir.mkdir(exist_ok=True)
-    (out_dir / f"layout-{int(time.time())}.json").write_text(
-        json.dumps({"args": vars(args), "summary": summary, "memory_mb": memory, "runs": results}, indent=2)
-    )
+    save_results("layout", {"args": vars(args), "summary": summary, "memory_mb": memory, "runs": results})
     return 0
 
 

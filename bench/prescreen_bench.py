@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
-import json
+import random
 import sys
 import threading
 import time
@@ -29,10 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.catalogue import DEVICES, REGIONS, TIERS  # noqa: E402
+from bench.catalogue import REGIONS, TIERS  # noqa: E402
 from bench.catalogue import build as build_catalogue  # noqa: E402
-from bench.harness import BenchStore, ensure_wrk, free_port, run_wrk  # noqa: E402
-from bench.layout_bench import rotation_script  # noqa: E402
+from bench.harness import BenchStore, ensure_wrk, free_port, logged_in_requests, rotation_script  # noqa: E402
+from bench.harness import run_wrk, save_results, summarize, wrk_options  # noqa: E402
 
 HANGING_PARTNER = "partner_00"
 PARTNER_SECRET = "bench-partner-secret-0123456789abcdef"
@@ -84,28 +84,21 @@ def with_hanging_partner(catalogue: dict, url: str) -> dict:
 
 def users(comps, catalogue: dict, count: int) -> list[tuple[str, dict[str, str]]]:
     """``count`` logged-in users who consent to every partner and have a phone hash; one request each."""
-    import random
-
     rng = random.Random(13)
     partner_ids = [p["partner_id"] for p in catalogue["partners"]]
-    requests = []
-    for n in range(count):
-        user_id = f"bench-prescreen-user-{n}"
-        comps.profiles.users.put_profile(
-            user_id,
-            {
-                "user_id": user_id,
-                "risk_tier": rng.choice(TIERS[:3]),
-                "in_house_decision": {"status": "none", "decided_at": None},
-                "consents": {"personalized": True, "share_with_partners": partner_ids},
-                "age": rng.randint(22, 55),
-                "region": rng.choice(REGIONS),
-                "phone_sha256": hashlib.sha256(f"1380000{n:04d}".encode()).hexdigest(),
-            },
-        )
-        query = f"/v1/layout?page=home&device_model={rng.choice(DEVICES)}&app_version=5.{rng.randint(0, 9)}.0"
-        requests.append((query, {"X-User-Token": comps.user_tokens.mint(user_id, 3600)}))
-    return requests
+
+    def profile(n: int) -> dict:
+        return {
+            "user_id": f"bench-prescreen-user-{n}",
+            "risk_tier": rng.choice(TIERS[:3]),
+            "in_house_decision": {"status": "none", "decided_at": None},
+            "consents": {"personalized": True, "share_with_partners": partner_ids},
+            "age": rng.randint(22, 55),
+            "region": rng.choice(REGIONS),
+            "phone_sha256": hashlib.sha256(f"1380000{n:04d}".encode()).hexdigest(),
+        }
+
+    return logged_in_requests(comps, count, rng, profile)
 
 
 def serve_catalogue(bench: BenchStore, catalogue: dict) -> int:
@@ -117,11 +110,7 @@ def serve_catalogue(bench: BenchStore, catalogue: dict) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=15)
-    parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=2)
+    wrk_options(parser, connections=8)
     parser.add_argument("--users", type=int, default=500)
     args = parser.parse_args()
     wrk = ensure_wrk()
@@ -133,7 +122,7 @@ def main() -> int:
             plain = build_catalogue()
             hanging = with_hanging_partner(plain, partner.url)
             bench.comps.admin.load(plain, actor="bench", publish=True)
-            auth = {"Authorization": f"Bearer {bench.comps.api_keys.create('app', name='bench')}"}
+            auth = bench.app_auth()
             script = rotation_script(bench.tmp / "users.lua", users(bench.comps, plain, args.users))
             port = free_port()
             bench.serve(port, args.workers, args.threads)
@@ -154,14 +143,7 @@ def main() -> int:
         asked = partner.received
         partner.close()
 
-    summary = {}
-    for name, results in runs.items():
-        summary[name] = {
-            "rps": round(sum(r["rps"] for r in results) / len(results), 1),
-            "p50_ms": max(r.get("p50_ms", 0) for r in results),
-            "p99_ms": max(r.get("p99_ms", 0) for r in results),
-            "non_2xx": sum(r["non_2xx"] for r in results),
-        }
+    summary = summarize(runs)
     base = summary["no_prescreen"]["rps"]
     print(f"{args.users} logged-in users; {args.connections} connections; gunicorn {args.workers} workers x "
           f"{args.threads} threads; {args.rounds} rounds of {args.duration}s; the hanging partner was asked {asked} times")
@@ -170,11 +152,7 @@ def main() -> int:
         print(f"{name:<18}{row['rps']:>10.1f}{row['rps'] / base:>8.2f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['non_2xx']:>9}")
     met = summary["hanging_partner"]["rps"] / base >= 0.80
     print("target (with a partner hanging, >= 0.80 of the throughput without):", "met" if met else "NOT met")
-    out_dir = ROOT / "bench" / "results"
-    out_dir.mkdir(exist_ok=True)
-    (out_dir / f"prescreen-{int(time.time())}.json").write_text(
-        json.dumps({"args": vars(args), "asked": asked, "summary": summary, "runs": runs}, indent=2)
-    )
+    save_results("prescreen", {"args": vars(args), "asked": asked, "summary": summary, "runs": runs})
     return 0
 
 

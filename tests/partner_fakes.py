@@ -202,6 +202,9 @@ def closed_port_url(path: str = "/prescreen") -> str:
 
 # -- the service side of partner tests ------------------------------------------------
 DEMO_PARTNERS = ["beichen_bank", "donghai_bank", "haoyue_mcl", "nanfeng_bank", "qingshan_bank", "xingyun_cf"]
+# The signing secrets tests give the two demo partners that sign their calls.
+XINGYUN_SECRET = "xingyun-signing-secret-0123456789"
+HAOYUE_SECRET = "haoyue-signing-secret-0123456789"
 
 
 def configure_partner(client, auth, comps, partner_id: str, **fields: Any) -> None:

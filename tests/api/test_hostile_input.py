@@ -5,10 +5,9 @@ import json
 import orjson
 import pytest
 
-from partner_fakes import configure_partner
+from partner_fakes import XINGYUN_SECRET, configure_partner
 from wallet_market.domain.signing import signed_headers
 
-XINGYUN_SECRET = "xingyun-signing-secret-0123456789"
 NESTED = b'{"a": ' * 1000 + b"1" + b"}" * 1000
 
 

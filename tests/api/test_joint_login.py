@@ -5,11 +5,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from partner_fakes import DEMO_PARTNERS, TEST_PHONE, configure_partner, phone_hash, put_user
+from partner_fakes import DEMO_PARTNERS, HAOYUE_SECRET, TEST_PHONE, XINGYUN_SECRET, configure_partner, phone_hash, put_user
 from wallet_market.domain.signing import signed_headers
 
-XINGYUN_SECRET = "xingyun-signing-secret-0123456789"
-HAOYUE_SECRET = "haoyue-signing-secret-0123456789"
 XINGYUN_LOGIN = "https://partner.xingyun.example/wallet/login"
 
 

@@ -4,10 +4,7 @@ import time
 
 import pytest
 
-from partner_fakes import DEMO_PARTNERS, TEST_PHONE, FakePartner, configure_partner, phone_hash, put_user
-
-XINGYUN_SECRET = "xingyun-signing-secret-0123456789"
-HAOYUE_SECRET = "haoyue-signing-secret-0123456789"
+from partner_fakes import DEMO_PARTNERS, HAOYUE_SECRET, TEST_PHONE, XINGYUN_SECRET, FakePartner, configure_partner, phone_hash, put_user
 
 
 @pytest.fixture

@@ -3,11 +3,8 @@ import json
 
 import pytest
 
-from partner_fakes import configure_partner
+from partner_fakes import HAOYUE_SECRET, XINGYUN_SECRET, configure_partner
 from wallet_market.domain.signing import signed_headers
-
-XINGYUN_SECRET = "xingyun-signing-secret-0123456789"
-HAOYUE_SECRET = "haoyue-signing-secret-0123456789"
 
 
 @pytest.fixture

@@ -14,10 +14,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from partner_fakes import configure_partner
+from partner_fakes import XINGYUN_SECRET, configure_partner
 from wallet_market.domain.signing import signed_headers
 
-XINGYUN_SECRET = "xingyun-signing-secret-0123456789"
 SIGNED_PATHS = ("/partner/v1/postbacks", "/partner/v1/joint-login/exchange")
 
 # Operations whose valid-looking requests may still break a business rule the document cannot

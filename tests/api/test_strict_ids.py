@@ -82,10 +82,9 @@ def test_the_token_command_refuses_a_malformed_user_id_in_one_line(cli):
 
 
 def test_a_postback_event_id_with_a_newline_is_a_422(demo_app, client, auth, comps):
-    from partner_fakes import configure_partner
+    from partner_fakes import XINGYUN_SECRET as secret, configure_partner
     from wallet_market.domain.signing import signed_headers
 
-    secret = "xingyun-signing-secret-0123456789"
     configure_partner(client, auth, comps, "xingyun_cf", signing_secret=secret)
     raw = b'{"event_id": "e-1\\n", "type": "applied", "impression_token": "t"}'
     headers = {**signed_headers("xingyun_cf", secret, raw), "Content-Type": "application/json"}

@@ -10,6 +10,7 @@ from wallet_market.partners.client import PartnerClient
 from wallet_market.store.breakers import redis_breaker_storage
 from wallet_market.partners.prescreen import read_prescreen_answer
 from wallet_market.store.keys import Keys
+from tests.catalogue_builders import partner as partner_entry
 
 SECRET = "alpha-signing-secret-0123456789"
 PAYLOAD = {"request_id": "r-1", "product_id": "alpha_loan", "phone_sha256": "c" * 64}
@@ -23,18 +24,7 @@ def fake():
 
 
 def _partner(fake, **over):
-    d = {
-        "partner_id": "alpha",
-        "legal_name": "阿尔法消费金融有限公司",
-        "licence_type": "consumer_finance",
-        "licence_id": "LIC-alpha",
-        "licence_expires_on": "2030-12-31",
-        "prescreen_url": fake.prescreen_url,
-        "settlement_url": fake.settlement_url,
-        "timeout_ms": 300,
-    }
-    d.update(over)
-    return Partner.from_dict(d)
+    return Partner.from_dict(partner_entry("alpha", **fake.partner_fields(**over)))
 
 
 def _client(redis_client, key_prefix, fail_max=2, reset_seconds=2, secret=SECRET):
@@ -113,17 +103,8 @@ def test_a_partner_costs_at_most_its_deadline(fake, redis_client, key_prefix, mo
 
 def test_an_unreachable_partner_is_reported_as_such(redis_client, key_prefix):
     client = _client(redis_client, key_prefix)
-    partner = Partner.from_dict(
-        {
-            "partner_id": "alpha",
-            "legal_name": "阿尔法消费金融有限公司",
-            "licence_type": "consumer_finance",
-            "licence_id": "LIC-alpha",
-            "licence_expires_on": "2030-12-31",
-            "prescreen_url": closed_port_url(),
-        }
-    )
-    assert _prescreen(client, partner).outcome == "unreachable"
+    unreachable = Partner.from_dict(partner_entry("alpha", prescreen_url=closed_port_url()))
+    assert _prescreen(client, unreachable).outcome == "unreachable"
 
 
 def _wait_until_due(client, seconds=4.0):

@@ -8,6 +8,7 @@ from partner_fakes import FakePartner, closed_port_url
 from wallet_market.domain.catalogue import Partner
 from wallet_market.partners.client import PartnerClient, memory_breaker_storage
 from wallet_market.partners.onboarding import check_partner
+from tests.catalogue_builders import partner as partner_entry
 
 SECRET = "gamma-onboarding-secret-0123456789"
 TODAY = date(2026, 3, 2)
@@ -21,20 +22,8 @@ def fake():
 
 
 def _partner(fake, **over):
-    d = {
-        "partner_id": "gamma",
-        "legal_name": "伽马消费金融有限公司",
-        "licence_type": "consumer_finance",
-        "licence_id": "LIC-gamma",
-        "licence_expires_on": "2030-12-31",
-        "whitelisted": False,
-        "prescreen_url": fake.prescreen_url,
-        "settlement_url": fake.settlement_url,
-        "joint_login_url": fake.joint_login_url,
-        "timeout_ms": 300,
-    }
-    d.update(over)
-    return Partner.from_dict(d)
+    """Gamma as newly signed: not yet whitelisted, its three endpoints on the fake."""
+    return Partner.from_dict(partner_entry("gamma", **{"whitelisted": False, **fake.partner_fields(**over)}))
 
 
 def _client(secret=SECRET):

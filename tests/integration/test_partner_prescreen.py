@@ -16,6 +16,7 @@ from wallet_market.services.layouts import build_serving
 from wallet_market.store.data_shares import DataShareStore
 from wallet_market.store.keys import Keys
 from wallet_market.store.users import UserStore
+from tests.catalogue_builders import partner, product
 
 PHONE = "13800138000"
 HASH = phone_hash(PHONE)
@@ -24,36 +25,7 @@ TTL_EXISTING = 30 * 86400
 
 
 def _partner(fake, partner_id):
-    return {
-        "partner_id": partner_id,
-        "legal_name": f"{partner_id} 消费金融有限公司",
-        "licence_type": "consumer_finance",
-        "licence_id": f"LIC-{partner_id}",
-        "licence_expires_on": "2030-12-31",
-        "prescreen_url": fake.prescreen_url,
-        "timeout_ms": 1500,
-    }
-
-
-def _loan(product_id, owner):
-    return {
-        "product_id": product_id,
-        "owner": owner,
-        "kind": "loan",
-        "title": f"{owner} 借款",
-        "lender_name": f"{owner} 消费金融有限公司",
-        "licence_id": f"LIC-{owner}",
-        "limit_min_fen": 100_000,
-        "limit_max_fen": 5_000_000,
-        "apr_min_bps": 900,
-        "apr_max_bps": 2400,
-        "term_min_days": 90,
-        "term_max_days": 360,
-        "disclosure": "额度与利率以审批为准。",
-        "requires_login": True,
-        "settlement": {"model": "per_credit_line", "fee_fen": 20_000},
-        "funnel": {"ctr_bps": 300, "apply_rate_bps": 2500, "approval_rate_bps": 3000, "draw_rate_bps": 5000},
-    }
+    return partner(partner_id, prescreen_url=fake.prescreen_url, timeout_ms=1500)
 
 
 class World:
@@ -65,7 +37,7 @@ class World:
         self.secrets = {"alpha": self.alpha.secret, "beta": self.beta.secret}
         catalogue = {
             "partners": [_partner(self.alpha, "alpha"), _partner(self.beta, "beta")],
-            "products": [_loan("alpha_loan", "alpha"), _loan("beta_loan", "beta")],
+            "products": [product("alpha_loan", "alpha"), product("beta_loan", "beta")],
         }
         self.serving = build_serving({"version": 1, "catalogue": catalogue}, PlacementPolicy())
         self.client = PartnerClient(

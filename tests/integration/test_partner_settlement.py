@@ -11,6 +11,7 @@ from wallet_market.store.breakers import redis_breaker_storage
 from wallet_market.services.settlement import SettlementClient
 from wallet_market.services.errors import Invalid, NotFound, Unavailable
 from wallet_market.store.keys import Keys
+from tests.catalogue_builders import partner as partner_entry
 
 SECRET = "alpha-settlement-secret-0123456789"
 
@@ -25,17 +26,7 @@ def fake():
 @pytest.fixture
 def setup(fake, redis_client, key_prefix):
     def partner(partner_id, **over):
-        d = {
-            "partner_id": partner_id,
-            "legal_name": f"{partner_id} 消费金融有限公司",
-            "licence_type": "consumer_finance",
-            "licence_id": f"LIC-{partner_id}",
-            "licence_expires_on": "2030-12-31",
-            "prescreen_url": fake.prescreen_url,
-            "settlement_url": fake.settlement_url,
-        }
-        d.update(over)
-        return Partner.from_dict(d)
+        return Partner.from_dict(partner_entry(partner_id, **fake.partner_fields(**over)))
 
     partners = {"alpha": partner("alpha"), "no_file": partner("no_file", settlement_url=None)}
     client = PartnerClient(

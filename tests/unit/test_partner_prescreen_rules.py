@@ -9,45 +9,14 @@ from wallet_market.domain.users import UserProfile
 from wallet_market.partners.client import BadAnswer, PartnerResponse
 from wallet_market.partners.prescreen import read_prescreen_answer
 from wallet_market.services.prescreen import partners_to_ask
+from tests.catalogue_builders import partner, product
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=timezone.utc)
 HASH = "a" * 64
 
 
 def _partner(partner_id, **over):
-    d = {
-        "partner_id": partner_id,
-        "legal_name": f"{partner_id} 消费金融有限公司",
-        "licence_type": "consumer_finance",
-        "licence_id": f"LIC-{partner_id}",
-        "licence_expires_on": "2030-12-31",
-        "prescreen_url": f"https://{partner_id}.example/prescreen",
-    }
-    d.update(over)
-    return d
-
-
-def _loan(product_id, owner, **over):
-    d = {
-        "product_id": product_id,
-        "owner": owner,
-        "kind": "loan",
-        "title": f"{product_id} 借款",
-        "lender_name": f"{owner} 消费金融有限公司",
-        "licence_id": f"LIC-{owner}",
-        "limit_min_fen": 100_000,
-        "limit_max_fen": 5_000_000,
-        "apr_min_bps": 900,
-        "apr_max_bps": 2400,
-        "term_min_days": 90,
-        "term_max_days": 360,
-        "disclosure": "额度与利率以审批为准。",
-        "requires_login": True,
-        "settlement": {"model": "per_credit_line", "fee_fen": 20_000},
-        "funnel": {"ctr_bps": 300, "apply_rate_bps": 2500, "approval_rate_bps": 3000, "draw_rate_bps": 5000},
-    }
-    d.update(over)
-    return d
+    return partner(partner_id, **{"prescreen_url": f"https://{partner_id}.example/prescreen", **over})
 
 
 CATALOGUE = Catalogue.from_dict(
@@ -60,12 +29,12 @@ CATALOGUE = Catalogue.from_dict(
             _partner("picky"),
         ],
         "products": [
-            _loan("alpha_loan_b", "alpha", eligibility={"risk_tiers": ["B", "C"]}),
-            _loan("alpha_loan_a", "alpha", eligibility={"risk_tiers": ["A"], "age_min": 22, "age_max": 55}),
-            _loan("paused_loan", "paused_co"),
-            _loan("expired_loan", "expired_co"),
-            _loan("plain_loan", "no_screen"),
-            _loan("picky_loan", "picky", eligibility={"risk_tiers": ["D"], "regions": ["hainan"]}),
+            product("alpha_loan_b", "alpha", eligibility={"risk_tiers": ["B", "C"]}),
+            product("alpha_loan_a", "alpha", eligibility={"risk_tiers": ["A"], "age_min": 22, "age_max": 55}),
+            product("paused_loan", "paused_co"),
+            product("expired_loan", "expired_co"),
+            product("plain_loan", "no_screen"),
+            product("picky_loan", "picky", eligibility={"risk_tiers": ["D"], "regions": ["hainan"]}),
         ],
     }
 )

@@ -155,7 +155,16 @@ class LayoutSchema(Schema):
     slots = fields.List(fields.Nested(LayoutSlotSchema))
 
 
-class RevenueQueryArgsSchema(Schema):
+class DayRangeSchema(Schema):
+    """A schema with days ``from_`` (sent as ``from``) and ``to``: ``to`` must not be before ``from``."""
+
+    @validates_schema
+    def _ordered(self, data, **kwargs):
+        if data.get("from_") and data.get("to") and data["to"] < data["from_"]:
+            raise ValidationError("must not be before from", "to")
+
+
+class RevenueQueryArgsSchema(DayRangeSchema):
     from_ = fields.Date(
         load_default=None, data_key="from", metadata={"description": "first UTC day; default: 6 days before to"}
     )
@@ -164,11 +173,6 @@ class RevenueQueryArgsSchema(Schema):
         load_default="channel",
         validate=validate.OneOf(("channel", "partner", "product", "slot", "risk_tier", "day")),
     )
-
-    @validates_schema
-    def _ordered(self, data, **kwargs):
-        if data.get("from_") and data.get("to") and data["to"] < data["from_"]:
-            raise ValidationError("must not be before from", "to")
 
 
 # -- partner gateway ----------------------------------------------------------------
@@ -356,7 +360,7 @@ class ExperimentResultsSchema(Schema):
     srm_p_value = fields.Float(allow_none=True, metadata={"description": "sample-ratio check; below 0.001 means the split is broken"})
 
 
-class EvaluateSchema(Schema):
+class EvaluateSchema(DayRangeSchema):
     candidate = fields.String(
         required=True,
         validate=validate.Regexp(r"^(draft|[1-9][0-9]{0,8})\Z", error="must be draft or a rule-set version number"),
@@ -365,11 +369,6 @@ class EvaluateSchema(Schema):
     from_ = fields.Date(load_default=None, allow_none=True, data_key="from", metadata={"description": "first day (UTC) of the log"})
     to = fields.Date(load_default=None, allow_none=True, metadata={"description": "last day (UTC) of the log"})
     view = fields.String(load_default="group", validate=validate.OneOf(("group", "platform")))
-
-    @validates_schema
-    def _ordered(self, data, **kwargs):
-        if data.get("from_") and data.get("to") and data["to"] < data["from_"]:
-            raise ValidationError("must not be before from", "to")
 
 
 class EstimateSchema(Schema):

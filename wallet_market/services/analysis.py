@@ -114,17 +114,8 @@ class AnalysisExporter:
     def export(self, max_batches: int = 100) -> tuple[int, int]:
         """Export what the streams hold now; returns (decision slots, events) written."""
         self.ensure_groups()
-        slots = events = 0
-        for _ in range(max_batches):
-            written = self.export_decisions()
-            slots += written
-            if not written:
-                break
-        for _ in range(max_batches):
-            written = self.export_outcomes()
-            events += written
-            if not written:
-                break
+        slots = _drain(self.export_decisions, max_batches)
+        events = _drain(self.export_outcomes, max_batches)
         self.decision_stream.trim_exported(DECISION_KEEP_MS, int(self.clock() * 1000))
         return slots, events
 
@@ -141,13 +132,7 @@ class AnalysisExporter:
                 continue
             for record in records:
                 by_day.setdefault(record["day"], []).extend(decision_rows(record))
-        name = entries[0][0]
-        for day, rows in sorted(by_day.items()):
-            self.files.write("decisions", day, name, rows)
-        self.decision_stream.ack([entry_id for entry_id, _ in entries])
-        written = sum(len(rows) for rows in by_day.values())
-        metrics.ANALYSIS_EXPORT.labels("decisions").inc(written)
-        return written
+        return self._write("decisions", self.decision_stream, entries, by_day)
 
     def export_outcomes(self) -> int:
         entries = self.event_stream.read(EVENTS_PER_BATCH)
@@ -160,12 +145,23 @@ class AnalysisExporter:
             except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
                 continue  # the ledger sets such an entry aside; there is no outcome to export
             by_day.setdefault(_iso_day(event.occurred_at), []).append(self.outcome_row(entry_id, event))
+        return self._write("outcomes", self.event_stream, entries, by_day)
+
+    def _write(
+        self,
+        table: str,
+        stream: ExportStreams,
+        entries: list[tuple[str, dict[str, str]]],
+        by_day: dict[str, list[dict[str, Any]]],
+    ) -> int:
+        """Write one batch's rows of ``table`` (a file per day, named after the batch's first entry),
+        then acknowledge the batch's entries; returns the rows written."""
         name = entries[0][0]
         for day, rows in sorted(by_day.items()):
-            self.files.write("outcomes", day, name, rows)
-        self.event_stream.ack([entry_id for entry_id, _ in entries])
+            self.files.write(table, day, name, rows)
+        stream.ack([entry_id for entry_id, _ in entries])
         written = sum(len(rows) for rows in by_day.values())
-        metrics.ANALYSIS_EXPORT.labels("outcomes").inc(written)
+        metrics.ANALYSIS_EXPORT.labels(table).inc(written)
         return written
 
     def outcome_row(self, entry_id: str, event: LedgerEvent) -> dict[str, Any]:
@@ -206,6 +202,17 @@ class AnalysisExporter:
                 self._revenue.clear()
             self._revenue[key] = found
         return found
+
+
+def _drain(export_batch: Callable[[], int], max_batches: int) -> int:
+    """Run ``export_batch`` until it writes nothing (at most ``max_batches`` times); the rows written."""
+    total = 0
+    for _ in range(max_batches):
+        written = export_batch()
+        total += written
+        if not written:
+            break
+    return total
 
 
 def _iso_day(epoch_seconds: int) -> str:
