@@ -142,6 +142,16 @@ def test_charts_on_one_page_share_no_id_and_leave_matplotlib_as_it_was():
     assert matplotlib.rcParams["svg.fonttype"] == "path"  # the charts' settings held only while they were drawn
 
 
+def test_charts_drawn_by_threads_at_once_each_keep_their_text_as_text():
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [f"合作方{n}" for n in range(8)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        drawn = list(pool.map(lambda name: charts.bars(f"c-{name[-1]}", "By partner", [name], [("earned", [100])]), names))
+    for name, svg in zip(names, drawn):
+        assert name in _texts(_chart(svg)) and "style=" not in svg
+
+
 def test_bars_escape_their_labels():
     svg = charts.bars("b", "By <product>", ["<a>", "b"], [("earned", [100, -50])])
     assert "<a>" not in svg and "&lt;a&gt;" in svg
