@@ -140,10 +140,11 @@ def test_the_revenue_chart_is_drawn_for_the_demo_data(page):
     page.text_in("main h1", "Revenue")
     series = page.visible("svg#revenue-by-day")
     assert series.size["width"] > 600 and series.size["height"] > 150
-    assert len(series.find_elements("css selector", "polyline.series")) == 2
-    assert len(series.find_elements("css selector", "circle.point")) == 14
+    assert len(series.find_elements("css selector", "g[id^='revenue-by-day-series-']")) == 2
+    assert len(series.find_elements("css selector", "g[id^='revenue-by-day-series-'] use")) == 14  # the points
+    assert "earned" in series.text and "¥0" in series.text  # the legend and the yuan axis, as text
     breakdown = page.visible("svg#revenue-breakdown")
-    assert len(breakdown.find_elements("css selector", "rect.bar")) >= 2
+    assert len(breakdown.find_elements("css selector", "g[id^='revenue-breakdown-bar-']")) >= 2
     row = page.find("#revenue-breakdown-table").text
     assert "xingyun_loan" in row and "300.00" in row
     assert not _same_origin(page, page.resources())

@@ -82,6 +82,6 @@ def test_evaluate_the_served_version_on_the_logged_decisions(page):
         assert page.find(f"#estimates-table tr[data-estimator='{key}'] td.estimate").text.startswith("¥")
     chart = page.visible("svg#evaluation-estimates")
     assert chart.size["width"] > 600
-    assert len(chart.find_elements("css selector", "circle.estimate")) == 4
+    assert len(chart.find_elements("css selector", "g[id^='evaluation-estimates-estimate-']")) == 4
     assert f"candidate={version}" in page.driver.current_url  # the evaluation can be shared as a link
     assert page.console_errors() == []

@@ -258,7 +258,7 @@ def test_results_show_each_arm_and_the_difference_with_its_interval(pm, comps, c
     assert _cell(row, "estimate") == percent(lift["estimate_bps"])
     assert _cell(row, "ci-low") == percent(lift["ci_low_bps"]) and _cell(row, "ci-high") == percent(lift["ci_high_bps"])
     chart = re.search(r'<svg [^>]*id="experiment-lift".*?</svg>', html, re.S).group(0)
-    assert chart.count('class="estimate"') == 1 and chart.count('class="interval"') == 1
+    assert chart.count('<g id="experiment-lift-estimate-') == 1 and chart.count('<g id="experiment-lift-interval-') == 1
     assert f"p = {results['srm_p_value']:.3f}" in _text(html)
 
 
@@ -331,7 +331,7 @@ def test_evaluating_the_served_version_shows_its_estimates_and_the_counts_behind
     # The same policy: every weight is 1, so IPS and SNIPS are what the log earned.
     assert shown["ips"][0] == shown["snips"][0] == _money(logged_rpm)
     chart = re.search(r'<svg [^>]*id="evaluation-estimates".*?</svg>', html, re.S).group(0)
-    assert chart.count('class="estimate"') == 4 and 'class="reference"' in chart
+    assert chart.count('<g id="evaluation-estimates-estimate-') == 4 and '<g id="evaluation-estimates-reference">' in chart
     assert '<option value="1" selected>version 1 (served now)</option>' in html
 
 

@@ -45,11 +45,12 @@ def test_revenue_charts_are_inline_svg_with_a_point_per_day_and_a_bar_per_row(fi
     first = (datetime.now(timezone.utc).date() - timedelta(days=6)).isoformat()
     html = finance.get(f"/console/revenue?from={first}&to={_today()}&group_by=partner").get_data(as_text=True)
     series = re.search(r'<svg[^>]*id="revenue-by-day".*?</svg>', html, re.S).group(0)
-    assert series.count('<circle class="point"') == 14  # earned and modelled, 7 days each
-    assert f"earned {_today()}: ¥300" in series
+    assert series.count('<g id="revenue-by-day-series-') == 2  # earned and modelled
+    assert len(re.findall(r"<use [^>]*><title>", series)) == 14  # a point for each of 7 days, with its value
+    assert f"<title>earned {_today()}: ¥300</title>" in series
     breakdown = re.search(r'<svg[^>]*id="revenue-breakdown".*?</svg>', html, re.S).group(0)
     partners = re.findall(r'<th scope="row">([^<]+)</th>', re.search(r'id="revenue-breakdown-table">(.*?)</table>', html, re.S).group(1))
-    assert breakdown.count('<rect class="bar"') == 2 * len(partners)
+    assert breakdown.count('<g id="revenue-breakdown-bar-') == 2 * len(partners)
     assert "xingyun_cf" in partners and "in_house" in partners
     assert 'role="img"' in breakdown and "<title" in breakdown
 

@@ -1,21 +1,64 @@
-"""Charts drawn on the server as inline SVG: a time series, a grouped bar breakdown, estimates with intervals.
+"""Charts drawn on the server with matplotlib and put in the page as inline SVG.
 
-No script and no external file: the page carries the picture, with a title
-and description for screen readers, beside the table of the same numbers.
-Values are integers: fen, with axes labelled in yuan, or for the interval
-chart whatever its ``label`` function shows (basis points as per cent).
+A time series, a grouped bar breakdown, estimates with intervals. No script
+and no external file: the page carries the picture, with a title and a
+description for screen readers, beside the table of the same numbers. Text
+stays text, so the page's fonts draw it (Chinese names too), and the picture
+scales to the width of its block. Values are integers: fen, with axes
+labelled in yuan, or for the interval chart whatever its ``label`` function
+shows (basis points as per cent).
+
+Each mark carries an id made from the chart's, with a tooltip (``<title>``)
+saying its value: ``{chart}-series-{n}`` is a series' line, its points the
+``<use>`` elements inside it; ``{chart}-bar-{series}-{row}`` a bar;
+``{chart}-estimate-{row}``, ``{chart}-interval-{row}`` and
+``{chart}-reference`` the interval chart's marks.
+
+matplotlib is imported when a chart is first drawn, so pages without one
+never pay for it; each chart is drawn under :func:`..reports.figures.drawing`,
+its settings in force only meanwhile.
 """
 from __future__ import annotations
 
+import io
 import math
-from typing import Callable, Sequence
+import re
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
 
 from markupsafe import Markup, escape
 
-# Both at least 4.5:1 against white.
+from ..reports.figures import drawing
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.typing import RcKeyType
+
+# Each at least 4.5:1 against white.
 COLOURS = ("#1f5fa8", "#a34400", "#2e7d32", "#6a1b9a", "#00695c", "#ad1457", "#4e342e", "#37474f")
 TEXT = "#1a1a1a"
 GRID = "#d0d4da"
+
+WIDTH = 880  # of the viewBox, in points: at 880 CSS pixels wide one point is one pixel
+POINTS_PER_INCH = 72  # matplotlib sizes figures in inches
+PAD = 8  # points of white round the labels
+TICK = 3.5 + 3.5  # a tick's length and the gap to its label, matplotlib's defaults
+TOP = PAD + 34  # the legend's row (13-point text in its box) and its gap above the plot
+BOTTOM = PAD + 15 + TICK  # a row of 12-point tick labels
+DASHED = (0, (6, 4))  # in points (dashes are not scaled by the line's width)
+# Text is measured with matplotlib's own font, and Chinese with the first of these that is installed;
+# the browser draws both with the page's fonts (console.css).
+MEASURED_WITH = ("DejaVu Sans",)
+CHINESE_FONTS = ("Noto Sans CJK SC", "Source Han Sans SC", "Noto Sans SC", "WenQuanYi Micro Hei", "WenQuanYi Zen Hei")
+
+_SVG_OPEN = re.compile(r"<svg [^>]*>")
+_VIEW_BOX = re.compile(r'viewBox="([^"]+)"')
+# The ids matplotlib numbers itself (figure_1, axes_1, text_3, matplotlib.axis_2 …) repeat in every
+# chart of a page; the ids set here (``{chart}-…``) and the hashed ones of clip paths and markers stay.
+_NUMBERED_ID = re.compile(r' id="[\w.]+_\d+"')
+_USE = re.compile(r"<use ([^>]*)/>")
+_STYLE = re.compile(r' style="([^"]*)"')
+_STYLE_ELEMENT = re.compile(r"<style[^>]*>.*?</style>", re.S)
 
 
 def _nice_step(span: float, ticks: int = 5) -> float:
@@ -38,6 +81,10 @@ def _axis(values: Sequence[int]) -> tuple[float, float, float]:
     return math.floor(low / step) * step, math.ceil(high / step) * step, step
 
 
+def _ticks(low: float, high: float, step: float) -> list[float]:
+    return [low + k * step for k in range(round((high - low) / step) + 1)]
+
+
 def yuan_label(fen: float) -> str:
     """Fen as a short yuan label, the sign before the ¥: -250000 → ``-¥2,500``."""
     if fen < 0:
@@ -50,123 +97,219 @@ def yuan_label(fen: float) -> str:
     return f"¥{yuan:,.2f}"
 
 
-def _legend(series_names: Sequence[str], x: float, y: float) -> list[str]:
-    parts = []
-    for index, name in enumerate(series_names):
-        cx = x + index * 170
-        parts.append(f'<rect x="{cx}" y="{y - 10}" width="14" height="14" fill="{COLOURS[index % len(COLOURS)]}"/>')
-        parts.append(f'<text x="{cx + 20}" y="{y + 2}" font-size="13" fill="{TEXT}">{escape(name)}</text>')
-    return parts
+def percent_label(bps: float) -> str:
+    """Basis points as a short per cent for an axis: 250 → ``2.5%``."""
+    return f"{bps / 100:g}%"
 
 
-def _open(chart_id: str, width: int, height: int, title: str, description: str) -> list[str]:
-    return [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{escape(chart_id)}" viewBox="0 0 {width} {height}" '
-        f'width="100%" role="img" aria-labelledby="{escape(chart_id)}-title {escape(chart_id)}-desc" '
-        f'preserveAspectRatio="xMinYMin meet">',
-        f'<title id="{escape(chart_id)}-title">{escape(title)}</title>',
-        f'<desc id="{escape(chart_id)}-desc">{escape(description)}</desc>',
-    ]
+def _settings(chart_id: str) -> dict[RcKeyType, Any]:
+    """matplotlib's settings for one chart, in force only while it is drawn (:func:`drawing`)."""
+    from matplotlib import font_manager
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    return {
+        "svg.fonttype": "none",  # text as <text>, drawn by the browser
+        "svg.hashsalt": chart_id,  # clip path and marker ids: the same each time, apart from another chart's
+        "text.parse_math": False,  # a $ in a name is a dollar sign
+        "font.family": [*MEASURED_WITH, *(name for name in CHINESE_FONTS if name in installed)],
+        "font.size": 12,
+        "xtick.labelsize": 12,
+        "ytick.labelsize": 12,
+        "legend.fontsize": 13,
+        "legend.frameon": False,
+        "text.color": TEXT,
+        "axes.labelcolor": TEXT,
+        "axes.edgecolor": TEXT,
+        "xtick.color": TEXT,
+        "ytick.color": TEXT,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "lines.scale_dashes": False,
+        "figure.facecolor": "white",
+        "axes.facecolor": "white",
+    }
+
+
+def _figure(height: float) -> tuple[Figure, Axes]:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(WIDTH / POINTS_PER_INCH, height / POINTS_PER_INCH))
+    axes = figure.subplots()
+    axes.set_axisbelow(True)
+    return figure, axes
+
+
+def _widest(texts: Sequence[str], size: float) -> float:
+    """The width in points of the widest text at ``size``, as the SVG renderer measures it."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    measure, font = TextToPath(), FontProperties(size=size)
+    return max((measure.get_text_width_height_descent(text, font, ismath=False)[0] for text in texts), default=0.0)
+
+
+def _fit(figure: Figure, height: float, left: float, right: float) -> None:
+    """Margins in points: the legend's row above the plot, a row of tick labels below it.
+
+    Measured rather than left to a layout engine, which draws the whole
+    figure once more to find them (twice the time of a chart).
+    """
+    figure.subplots_adjust(left=left / WIDTH, right=1 - right / WIDTH, top=1 - TOP / height, bottom=BOTTOM / height)
+
+
+def _legend_above(axes: Axes, handles: Sequence[Any] | None = None) -> None:
+    """The legend in one row over the plot, where it covers no mark."""
+    handles = list(handles) if handles is not None else axes.get_legend_handles_labels()[0]
+    axes.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1), ncols=max(len(handles), 1),
+                borderaxespad=0.5, handlelength=2.4, columnspacing=2.0)
+
+
+def _value_axis(
+    axes: Axes, which: Literal["x", "y"], low: float, high: float, step: float, label: Callable[[float], str],
+) -> list[str]:
+    """The axis of values from ``low`` to ``high`` with a grid line each ``step`` and zero marked; its labels."""
+    ticks = _ticks(low, high, step)
+    labels = [label(tick) for tick in ticks]
+    if which == "x":
+        axes.set_xlim(low, high)
+        axes.set_xticks(ticks, labels)
+        axes.axvline(0, color=TEXT, linewidth=1)
+    else:
+        axes.set_ylim(low, high)
+        axes.set_yticks(ticks, labels)
+        axes.axhline(0, color=TEXT, linewidth=1)
+    axes.grid(axis=which, color=GRID, linewidth=1)
+    return labels
+
+
+def _svg(
+    figure: Figure, chart_id: str, title: str, description: str,
+    titles: Mapping[str, str] | None = None, point_titles: Mapping[str, Sequence[str]] | None = None,
+) -> Markup:
+    """The figure as an ``<svg>`` to put in a page: no XML prolog, no fixed size, titled and described.
+
+    ``titles`` gives a tooltip to the group of each id; ``point_titles`` one to
+    each point (``<use>``) of a line's group, in order.
+    """
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", metadata={"Creator": None, "Date": None, "Format": None, "Type": None})
+    text = buffer.getvalue()
+    opening = _SVG_OPEN.search(text)
+    view_box = _VIEW_BOX.search(opening.group(0)) if opening else None
+    if opening is None or view_box is None:
+        raise RuntimeError("matplotlib wrote no <svg> element with a viewBox")
+    chart = escape(chart_id)
+    body = _NUMBERED_ID.sub("", text[opening.end():])
+    # The console's Content-Security-Policy allows no inline CSS: matplotlib's styles become SVG's
+    # presentation attributes, and its one style rule (round line joins) is set on the <svg> to inherit.
+    body = _STYLE.sub(_attributes, _STYLE_ELEMENT.sub("", body, count=1))
+    for gid, tooltip in (titles or {}).items():
+        body = body.replace(f'<g id="{gid}">', f'<g id="{gid}"><title>{escape(tooltip)}</title>', 1)
+    for gid, tooltips in (point_titles or {}).items():
+        body = _titled_points(body, gid, tooltips)
+    return Markup(
+        f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" class="chart" '
+        f'id="{chart}" viewBox="{view_box.group(1)}" role="img" aria-labelledby="{chart}-title {chart}-desc" '
+        f'preserveAspectRatio="xMinYMin meet" stroke-linejoin="round" stroke-linecap="butt">'
+        f'<title id="{chart}-title">{escape(title)}</title><desc id="{chart}-desc">{escape(description)}</desc>'
+        f"{body}"
+    )
+
+
+def _attributes(style: re.Match[str]) -> str:
+    """A ``style`` attribute as presentation attributes; the font is the page's (console.css)."""
+    declarations = (declaration.partition(":") for declaration in style.group(1).split(";"))
+    return "".join(
+        f' {name.strip()}="{value.strip()}"' for name, _, value in declarations
+        if name.strip() and name.strip() != "font-family"
+    )
+
+
+def _titled_points(body: str, gid: str, tooltips: Sequence[str]) -> str:
+    """Each marker of the line ``gid`` (its ``<use>`` elements, before the group's first ``</g>``) with a tooltip."""
+    start = body.find(f'<g id="{gid}">')
+    if start < 0:
+        return body
+    end = body.index("</g>", start)
+    remaining = iter(tooltips)
+
+    def titled(match: re.Match[str]) -> str:
+        tooltip = next(remaining, None)
+        if tooltip is None:
+            return match.group(0)
+        return f"<use {match.group(1)}><title>{escape(tooltip)}</title></use>"
+
+    return body[:start] + _USE.sub(titled, body[start:end]) + body[end:]
 
 
 def time_series(chart_id: str, title: str, days: Sequence[str], series: Sequence[tuple[str, Sequence[int]]]) -> Markup:
     """Lines of fen values by day, one per series, with points and a legend."""
-    width, height = 880, 320
-    left, right, top, bottom = 78, 20, 36, 52
-    plot_w, plot_h = width - left - right, height - top - bottom
+    height = 320
     values = [v for _, vs in series for v in vs]
     low, high, step = _axis(values or [0])
     description = "; ".join(
         f"{name}: " + ", ".join(f"{day} {yuan_label(v)}" for day, v in zip(days, vs)) for name, vs in series
     )
-    parts = _open(chart_id, width, height, title, description)
-
-    def x_of(index: int) -> float:
-        return left + (plot_w * (index + 0.5) / max(len(days), 1))
-
-    def y_of(value: float) -> float:
-        return top + plot_h * (1 - (value - low) / (high - low))
-
-    tick = low
-    while tick <= high + step / 2:
-        y = y_of(tick)
-        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}" stroke-width="1"/>')
-        parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" font-size="12" text-anchor="end" fill="{TEXT}">{escape(yuan_label(tick))}</text>')
-        tick += step
-    label_every = max(1, math.ceil(len(days) / 10))
-    for index, day in enumerate(days):
-        if index % label_every == 0 or index == len(days) - 1:
-            parts.append(
-                f'<text x="{x_of(index):.1f}" y="{height - bottom + 18}" font-size="12" text-anchor="middle" fill="{TEXT}">{escape(day[5:])}</text>'
+    with drawing(_settings(chart_id)):
+        figure, axes = _figure(height)
+        value_labels = _value_axis(axes, "y", low, high, step, yuan_label)
+        label_every = max(1, math.ceil(len(days) / 10))
+        shown = [i for i in range(len(days)) if i % label_every == 0 or i == len(days) - 1]
+        day_labels = [days[i][5:] for i in shown]
+        axes.set_xticks(shown, day_labels)
+        _fit(figure, height, PAD + _widest(value_labels, 12) + TICK, PAD + _widest(day_labels[-1:], 12) / 2)
+        axes.set_xlim(-0.5, max(len(days), 1) - 0.5)
+        point_titles = {}
+        for index, (name, vs) in enumerate(series):
+            gid = f"{chart_id}-series-{index}"
+            axes.plot(
+                range(len(vs)), vs, color=COLOURS[index % len(COLOURS)], linewidth=2.5,
+                linestyle=DASHED if index % 2 else "solid", marker="o", markersize=7, clip_on=False, gid=gid,
+                label=name,
             )
-    parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y_of(0):.1f}" y2="{y_of(0):.1f}" stroke="{TEXT}" stroke-width="1"/>')
-    for index_s, (name, vs) in enumerate(series):
-        colour = COLOURS[index_s % len(COLOURS)]
-        points = " ".join(f"{x_of(i):.1f},{y_of(v):.1f}" for i, v in enumerate(vs))
-        dash = ' stroke-dasharray="6 4"' if index_s % 2 else ""
-        if len(vs) > 1:
-            parts.append(f'<polyline class="series" data-series="{escape(name)}" points="{points}" fill="none" stroke="{colour}" stroke-width="2.5"{dash}/>')
-        for i, v in enumerate(vs):
-            parts.append(
-                f'<circle class="point" cx="{x_of(i):.1f}" cy="{y_of(v):.1f}" r="3.5" fill="{colour}">'
-                f"<title>{escape(name)} {escape(days[i])}: {escape(yuan_label(v))}</title></circle>"
-            )
-    parts.extend(_legend([name for name, _ in series], left, 20))
-    parts.append("</svg>")
-    return Markup("".join(parts))
+            point_titles[gid] = [f"{name} {day}: {yuan_label(v)}" for day, v in zip(days, vs)]
+        _legend_above(axes)
+        return _svg(figure, chart_id, title, description, point_titles=point_titles)
 
 
 def bars(chart_id: str, title: str, categories: Sequence[str], series: Sequence[tuple[str, Sequence[int]]]) -> Markup:
-    """Horizontal grouped bars of fen values: one group per category, one bar per series."""
-    width = 880
-    left, right, top = 190, 90, 40
-    bar_h, gap = 14, 12
+    """Horizontal grouped bars of fen values: one group per category, one bar per series, each labelled."""
+    bar_h, gap = 14, 12  # points: a bar and the space between groups
     group_h = bar_h * max(len(series), 1) + gap
-    height = top + group_h * max(len(categories), 1) + 36
-    plot_w = width - left - right
+    height = 40 + group_h * max(len(categories), 1) + 36
     values = [v for _, vs in series for v in vs]
     low, high, step = _axis(values or [0])
     description = "; ".join(
         f"{category}: " + ", ".join(f"{name} {yuan_label(vs[i])}" for name, vs in series)
         for i, category in enumerate(categories)
     )
-    parts = _open(chart_id, width, height, title, description)
-
-    def x_of(value: float) -> float:
-        return left + plot_w * (value - low) / (high - low)
-
-    tick = low
-    while tick <= high + step / 2:
-        x = x_of(tick)
-        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 6}" y2="{height - 30}" stroke="{GRID}" stroke-width="1"/>')
-        parts.append(f'<text x="{x:.1f}" y="{height - 12}" font-size="12" text-anchor="middle" fill="{TEXT}">{escape(yuan_label(tick))}</text>')
-        tick += step
-    zero = x_of(0)
-    for index, category in enumerate(categories):
-        y0 = top + index * group_h
-        parts.append(
-            f'<text x="{left - 8}" y="{y0 + group_h / 2:.1f}" font-size="13" text-anchor="end" fill="{TEXT}">{escape(category)}</text>'
-        )
+    with drawing(_settings(chart_id)):
+        figure, axes = _figure(height)
+        ticks = _value_axis(axes, "x", low, high, step, yuan_label)
+        axes.set_yticks(range(len(categories)), categories, fontsize=13)
+        axes.tick_params(axis="y", length=0)
+        # a value's label stands right of its bar's end (zero, for a loss): only those near the edge can stick out
+        ends = sorted({yuan_label(v) for v in values if max(v, 0) > high - step})
+        _fit(figure, height, PAD + max(_widest(sorted(set(categories)), 13) + 4, _widest(ticks[:1], 12) / 2),
+             PAD + max(_widest(ends, 11) + 4, _widest(ticks[-1:], 12) / 2))
+        axes.set_ylim(max(len(categories), 1) - 0.5, -0.5)  # the first category at the top
+        titles = {}
         for index_s, (name, vs) in enumerate(series):
-            value = vs[index]
-            x1, x2 = sorted((zero, x_of(value)))
-            y = y0 + index_s * bar_h
-            parts.append(
-                f'<rect class="bar" x="{x1:.1f}" y="{y:.1f}" width="{max(x2 - x1, 0.5):.1f}" height="{bar_h - 2}" '
-                f'fill="{COLOURS[index_s % len(COLOURS)]}"><title>{escape(category)}, {escape(name)}: {escape(yuan_label(value))}</title></rect>'
+            # each group fills one unit of the axis: half a gap, the series' bars, half a gap
+            centres = [i - 0.5 + (gap / 2 + bar_h * index_s + bar_h / 2) / group_h for i in range(len(vs))]
+            container = axes.barh(
+                centres, vs, height=(bar_h - 2) / group_h, color=COLOURS[index_s % len(COLOURS)], label=name,
             )
-            parts.append(
-                f'<text x="{x2 + 4:.1f}" y="{y + bar_h - 4:.1f}" font-size="11" fill="{TEXT}">{escape(yuan_label(value))}</text>'
-            )
-    parts.append(f'<line x1="{zero:.1f}" x2="{zero:.1f}" y1="{top - 6}" y2="{height - 30}" stroke="{TEXT}" stroke-width="1"/>')
-    parts.extend(_legend([name for name, _ in series], left, 20))
-    parts.append("</svg>")
-    return Markup("".join(parts))
-
-
-def percent_label(bps: float) -> str:
-    """Basis points as a short per cent for an axis: 250 → ``2.5%``."""
-    return f"{bps / 100:g}%"
+            for index, (patch, centre, value) in enumerate(zip(container.patches, centres, vs)):
+                gid = f"{chart_id}-bar-{index_s}-{index}"
+                patch.set_gid(gid)
+                titles[gid] = f"{categories[index]}, {name}: {yuan_label(value)}"
+                axes.annotate(
+                    yuan_label(value), (max(value, 0), centre), xytext=(4, 0), textcoords="offset points",
+                    va="center", fontsize=11,
+                )
+        _legend_above(axes)
+        return _svg(figure, chart_id, title, description, titles=titles)
 
 
 def intervals(
@@ -182,17 +325,13 @@ def intervals(
     ``reference`` draws a dashed line across every row (e.g. what the logging
     policy earned); zero is always on the axis.
     """
-    width = 880
-    left, right, top, row_h = 150, 30, 40, 34
-    height = top + row_h * max(len(rows), 1) + 36
-    plot_w = width - left - right
+    from matplotlib.lines import Line2D
+
+    height = 40 + 34 * max(len(rows), 1) + 36
     values = [v for _, *numbers in rows for v in numbers if v is not None]
     if reference is not None:
         values.append(reference[1])
     low, high, step = _axis(values or [0])
-
-    def x_of(value: float) -> float:
-        return left + plot_w * (value - low) / (high - low)
 
     def said(name: str, estimate: int | None, lo: int | None, hi: int | None) -> str:
         if estimate is None:
@@ -203,43 +342,35 @@ def intervals(
     description = "; ".join(said(*row) for row in rows)
     if reference is not None:
         description += f"; {reference[0]}: {label(reference[1])}"
-    parts = _open(chart_id, width, height, title, description)
-    bottom = height - 30
-    tick = low
-    while tick <= high + step / 2:
-        x = x_of(tick)
-        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 6}" y2="{bottom}" stroke="{GRID}" stroke-width="1"/>')
-        parts.append(f'<text x="{x:.1f}" y="{height - 12}" font-size="12" text-anchor="middle" fill="{TEXT}">{escape(label(tick))}</text>')
-        tick += step
-    zero = x_of(0)
-    parts.append(f'<line x1="{zero:.1f}" x2="{zero:.1f}" y1="{top - 6}" y2="{bottom}" stroke="{TEXT}" stroke-width="1"/>')
-    if reference is not None:
-        x = x_of(reference[1])
-        parts.append(
-            f'<line class="reference" x1="{x:.1f}" x2="{x:.1f}" y1="{top - 10}" y2="{bottom}" stroke="{COLOURS[1]}" '
-            f'stroke-width="2" stroke-dasharray="6 4"><title>{escape(reference[0])}: {escape(label(reference[1]))}</title></line>'
-        )
-        parts.append(
-            f'<text x="{min(x + 4, width - right):.1f}" y="{top - 16}" font-size="12" fill="{COLOURS[1]}">'
-            f'{escape(reference[0])} {escape(label(reference[1]))}</text>'
-        )
     colour = COLOURS[0]
-    for index, (name, estimate, lo, hi) in enumerate(rows):
-        y = top + index * row_h + row_h / 2
-        parts.append(f'<text x="{left - 10}" y="{y + 4:.1f}" font-size="13" text-anchor="end" fill="{TEXT}">{escape(name)}</text>')
-        if estimate is None:
-            parts.append(f'<text x="{left + 6}" y="{y + 4:.1f}" font-size="12" fill="{TEXT}">no estimate</text>')
-            continue
-        if lo is not None and hi is not None:
-            x1, x2 = x_of(lo), x_of(hi)
-            parts.append(
-                f'<line class="interval" x1="{x1:.1f}" x2="{x2:.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="{colour}" stroke-width="2.5"/>'
-            )
-            for x in (x1, x2):
-                parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y - 7:.1f}" y2="{y + 7:.1f}" stroke="{colour}" stroke-width="2.5"/>')
-        parts.append(
-            f'<circle class="estimate" cx="{x_of(estimate):.1f}" cy="{y:.1f}" r="5" fill="{colour}">'
-            f"<title>{escape(said(name, estimate, lo, hi))}</title></circle>"
-        )
-    parts.append("</svg>")
-    return Markup("".join(parts))
+    with drawing(_settings(chart_id)):
+        figure, axes = _figure(height)
+        ticks = _value_axis(axes, "x", low, high, step, label)
+        names = [name for name, *_ in rows]
+        axes.set_yticks(range(len(rows)), names, fontsize=13)
+        axes.tick_params(axis="y", length=0)
+        _fit(figure, height, PAD + max(_widest(names, 13) + 4, _widest(ticks[:1], 12) / 2),
+             PAD + _widest(ticks[-1:], 12) / 2)
+        axes.set_ylim(max(len(rows), 1) - 0.5, -0.5)
+        titles = {}
+        for index, (name, estimate, lo, hi) in enumerate(rows):
+            if estimate is None:
+                axes.annotate("no estimate", (0, index), xycoords=("axes fraction", "data"), xytext=(6, 0),
+                              textcoords="offset points", va="center")
+                continue
+            if lo is not None and hi is not None:
+                axes.plot([lo, hi], [index, index], color=colour, linewidth=2.5, marker="|", markersize=14,
+                          markeredgewidth=2.5, clip_on=False, gid=f"{chart_id}-interval-{index}")
+            gid = f"{chart_id}-estimate-{index}"
+            axes.plot([estimate], [index], linestyle="none", marker="o", markersize=10, color=colour, clip_on=False,
+                      gid=gid)
+            titles[gid] = said(name, estimate, lo, hi)
+        handles: list[Any] = [Line2D([], [], color=colour, linewidth=2.5, marker="o", markersize=8,
+                                     label="estimate and its 95% interval")]
+        if reference is not None:
+            gid = f"{chart_id}-reference"
+            handles.append(axes.axvline(reference[1], color=COLOURS[1], linewidth=2, linestyle=DASHED, gid=gid,
+                                        label=f"{reference[0]} {label(reference[1])}"))
+            titles[gid] = f"{reference[0]}: {label(reference[1])}"
+        _legend_above(axes, handles)
+        return _svg(figure, chart_id, title, description, titles=titles)

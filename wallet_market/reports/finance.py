@@ -35,6 +35,7 @@ from ..domain.finance import (
 )
 from ..domain.reconcile import Reconciliation, SettlementLine
 from ..services.reconciliation import REPORT_COLUMNS, report_rows
+from .figures import drawing
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -261,7 +262,8 @@ def write_chart(comparison: Comparison, catalogue: Catalogue, scenario: Scenario
     """Draw the comparison (:func:`chart_figure`) to a PNG or SVG file, chosen by the extension."""
     path = Path(path)
     image_format = _chart_format(path)
-    chart_figure(comparison, catalogue, scenario).savefig(path, format=image_format)
+    with drawing():  # matplotlib's defaults, whatever another thread is drawing
+        chart_figure(comparison, catalogue, scenario).savefig(path, format=image_format)
 
 
 def chart_figure(comparison: Comparison, catalogue: Catalogue, scenario: Scenario) -> Figure:
