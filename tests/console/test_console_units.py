@@ -1,6 +1,7 @@
 """The console's pure parts: reading form fields, routing errors to fields, the draft diff, chart drawing."""
 from __future__ import annotations
 
+import warnings
 from datetime import date
 from xml.etree import ElementTree
 
@@ -169,6 +170,16 @@ def test_a_chinese_partner_name_is_text_in_the_chart_and_money_is_in_yuan():
     assert "-¥1,500" in texts and "earned" in texts and "modelled" in texts  # the yuan axis and the legend
     bars = _marks(root, "p-bar-")
     assert len(bars) == 4 and _tooltip(bars[1]) == "in_house, earned: -¥1,200"
+
+
+def test_a_server_without_a_chinese_font_draws_chinese_names_without_a_warning_per_glyph(monkeypatch):
+    # As in a slim image: no Chinese font installed. The text stays text for the browser to draw.
+    monkeypatch.setattr(charts, "CHINESE_FONTS", ())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        root = _chart(charts.bars("nofont", "By partner", ["星云消费金融"], [("earned", [30_000])]))
+    assert "星云消费金融" in _texts(root)
+    assert not [w for w in caught if "missing from font" in str(w.message)]
 
 
 def test_micro_fen_shows_fen_with_two_decimals_rounded_half_up():

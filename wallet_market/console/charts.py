@@ -23,7 +23,9 @@ from __future__ import annotations
 import io
 import math
 import re
-from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
+import warnings
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Mapping, Sequence
 
 from markupsafe import Markup, escape
 
@@ -242,6 +244,19 @@ def _titled_points(body: str, gid: str, tooltips: Sequence[str]) -> str:
     return body[:start] + _USE.sub(titled, body[start:end]) + body[end:]
 
 
+@contextmanager
+def _draw(chart_id: str) -> Iterator[None]:
+    """Draw one chart: the drawing lock with its settings, and no warning for a glyph the server's fonts lack.
+
+    The SVG keeps its text as text, drawn by the browser with the page's fonts,
+    so a Chinese name the server has no font for (a slim image) only makes its
+    measured width approximate; matplotlib would warn once per character.
+    """
+    with drawing(_settings(chart_id)), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
+        yield
+
+
 def time_series(chart_id: str, title: str, days: Sequence[str], series: Sequence[tuple[str, Sequence[int]]]) -> Markup:
     """Lines of fen values by day, one per series, with points and a legend."""
     height = 320
@@ -250,7 +265,7 @@ def time_series(chart_id: str, title: str, days: Sequence[str], series: Sequence
     description = "; ".join(
         f"{name}: " + ", ".join(f"{day} {yuan_label(v)}" for day, v in zip(days, vs)) for name, vs in series
     )
-    with drawing(_settings(chart_id)):
+    with _draw(chart_id):
         figure, axes = _figure(height)
         value_labels = _value_axis(axes, "y", low, high, step, yuan_label)
         label_every = max(1, math.ceil(len(days) / 10))
@@ -283,7 +298,7 @@ def bars(chart_id: str, title: str, categories: Sequence[str], series: Sequence[
         f"{category}: " + ", ".join(f"{name} {yuan_label(vs[i])}" for name, vs in series)
         for i, category in enumerate(categories)
     )
-    with drawing(_settings(chart_id)):
+    with _draw(chart_id):
         figure, axes = _figure(height)
         ticks = _value_axis(axes, "x", low, high, step, yuan_label)
         axes.set_yticks(range(len(categories)), categories, fontsize=13)
@@ -343,7 +358,7 @@ def intervals(
     if reference is not None:
         description += f"; {reference[0]}: {label(reference[1])}"
     colour = COLOURS[0]
-    with drawing(_settings(chart_id)):
+    with _draw(chart_id):
         figure, axes = _figure(height)
         ticks = _value_axis(axes, "x", low, high, step, label)
         names = [name for name, *_ in rows]
