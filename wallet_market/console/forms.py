@@ -25,6 +25,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from marshmallow import ValidationError
 
+from ..services.errors import ServiceError
+
 from ..domain.catalogue import (
     LICENCE_TYPES,
     PARTNER_STATUSES,
@@ -443,6 +445,16 @@ def validate_shape(kind: str, entity: Mapping[str, Any]) -> tuple[dict[str, Any]
         return schema.load(dict(entity)), {}
     except ValidationError as exc:
         return None, flatten_messages(exc.messages)
+
+
+def errors_by_path(exc: ServiceError) -> dict[str, list[str]]:
+    """A service's refusal as errors by path, for :func:`route_errors`; its message is the page's own."""
+    return {**{path: list(messages) for path, messages in exc.errors.items()}, "_schema": [exc.message]}
+
+
+def page_errors(exc: ServiceError) -> list[tuple[str, str]]:
+    """A service's refusal as a page's list of (path, message): its message first, then each path's."""
+    return [("", exc.message), *((path, message) for path, messages in exc.errors.items() for message in messages)]
 
 
 def route_errors(form: EntityForm, errors: Mapping[str, Iterable[str]], entity_id: str | None) -> tuple[dict[str, list[str]], list[tuple[str, str]]]:

@@ -66,7 +66,7 @@ def _save(form, kind: str, entity_id: str | None, base: dict, submitted: dict):
         else:
             admin.update(kind, entity_id, loaded, actor)
     except (Invalid, Conflict) as exc:
-        return {**exc.errors, "_schema": [exc.message]}
+        return forms.errors_by_path(exc)
     return None
 
 
@@ -110,8 +110,7 @@ def catalogue_delete(kind: str, entity_id: str):
     try:
         console_services().admin.delete(kind, entity_id, auth.actor())
     except (Invalid, Conflict) as exc:
-        general = [(path, message) for path, messages in exc.errors.items() for message in messages]
-        return catalogue_list(kind, errors=[("", exc.message), *general], status=422)
+        return catalogue_list(kind, errors=forms.page_errors(exc), status=422)
     flash(f"Deleted {form.singular} {entity_id} from the draft.", "ok")
     return redirect(url_for("console.catalogue_list", kind=kind), 303)
 
@@ -145,8 +144,7 @@ def publish():
     try:
         record = console_services().admin.publish(auth.actor(), note)
     except (Invalid, Conflict) as exc:
-        errors = [("", exc.message)] + [(p, m) for p, ms in exc.errors.items() for m in ms]
-        return _draft_page(errors, note, 422)
+        return _draft_page(forms.page_errors(exc), note, 422)
     flash(f"Published version {record['version']}.", "ok")
     return redirect(url_for("console.versions"), 303)
 
@@ -171,7 +169,7 @@ def rollback():
     try:
         record = console_services().admin.rollback(int(raw), auth.actor(), note)
     except (Invalid, Conflict, NotFound) as exc:
-        return versions([("", exc.message)] + [(p, m) for p, ms in exc.errors.items() for m in ms], 422)
+        return versions(forms.page_errors(exc), 422)
     flash(f"Rolled back to version {raw}: now serving it as version {record['version']}; the draft is reset to it.", "ok")
     return redirect(url_for("console.versions"), 303)
 

@@ -29,11 +29,6 @@ NOTE_LIMIT = 500
 FREEZE_RETURNS = {"experiment": ("console.experiment_new", "treatment_version"), "evaluate": ("console.evaluate", "candidate")}
 
 
-def _errors_of(exc: ServiceError) -> dict[str, list[str]]:
-    """A service's refusal as errors by path, its message the page's own."""
-    return {**{k: list(v) for k, v in exc.errors.items()}, "_schema": [exc.message]}
-
-
 def _served(services: ConsoleServices):
     try:
         return services.serving()
@@ -105,7 +100,7 @@ def experiment_new():
         try:
             record = services.experiments.create(body, auth.actor())
         except (Invalid, Conflict) as exc:
-            errors = _errors_of(exc)
+            errors = forms.errors_by_path(exc)
         else:
             flash(f"Started experiment {record['experiment_id']} on page {record['page']}.", "ok")
             return redirect(url_for("console.experiment", experiment_id=record["experiment_id"]), 303)
@@ -134,7 +129,7 @@ def freeze_candidate():
         try:
             record = services.admin.freeze_candidate(auth.actor(), note)
         except (Invalid, Conflict) as exc:
-            general = [("", exc.message)] + [(p, m) for p, ms in exc.errors.items() for m in ms]
+            general = forms.page_errors(exc)
         else:
             flash(f"Froze the draft as candidate version {record['version']}.", "ok")
             endpoint, field = FREEZE_RETURNS[then]
@@ -176,7 +171,7 @@ def _change(experiment_id: str, action: str):
         else:
             record = services.experiments.ship(experiment_id, auth.actor())
     except (Invalid, Conflict) as exc:
-        general = [("", exc.message)] + [(p, m) for p, ms in exc.errors.items() for m in ms]
+        general = forms.page_errors(exc)
         return experiment(experiment_id, general=general, status=exc.status)
     if action == "stop":
         flash(f"Stopped experiment {experiment_id}: everyone gets the published rules again; its results stay.", "ok")
@@ -238,7 +233,7 @@ def _evaluate_page(services: ConsoleServices, status: int = 200, **freeze):
             try:
                 result = services.evaluate(asked["candidate"], asked["first"], asked["last"], asked["view"])
             except Invalid as exc:
-                errors = _errors_of(exc)
+                errors = forms.errors_by_path(exc)
         if result is not None:
             chart = _estimate_chart(result)
     field_errors, general = route_errors(form, errors, None)
