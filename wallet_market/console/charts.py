@@ -20,6 +20,7 @@ its settings in force only meanwhile.
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 import re
@@ -104,11 +105,17 @@ def percent_label(bps: float) -> str:
     return f"{bps / 100:g}%"
 
 
-def _settings(chart_id: str) -> dict[RcKeyType, Any]:
-    """matplotlib's settings for one chart, in force only while it is drawn (:func:`drawing`)."""
+@functools.cache
+def _installed_fonts() -> frozenset[str]:
+    """The names of the fonts matplotlib found on this machine (read once per process)."""
     from matplotlib import font_manager
 
-    installed = {font.name for font in font_manager.fontManager.ttflist}
+    return frozenset(font.name for font in font_manager.fontManager.ttflist)
+
+
+def _settings(chart_id: str) -> dict[RcKeyType, Any]:
+    """matplotlib's settings for one chart, in force only while it is drawn (:func:`drawing`)."""
+    installed = _installed_fonts()
     return {
         "svg.fonttype": "none",  # text as <text>, drawn by the browser
         "svg.hashsalt": chart_id,  # clip path and marker ids: the same each time, apart from another chart's
