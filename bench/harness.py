@@ -132,6 +132,33 @@ def logged_in_requests(
     return requests
 
 
+def visitor_requests() -> list[tuple[str, dict[str, str]]]:
+    """Visitors' layout requests (path, no extra headers): every bench device with ten app versions."""
+    return [(f"/v1/layout?page=home&device_model={d}&app_version=5.{v}.0", {}) for d in DEVICES for v in range(10)]
+
+
+def wsgi_environs(requests: list[tuple[str, dict[str, str]]], headers: dict[str, str]) -> list[dict]:
+    """A WSGI environ for each request (path, its own headers), all with ``headers`` too."""
+    from werkzeug.test import EnvironBuilder
+
+    return [EnvironBuilder(path=path, headers={**own, **headers}).get_environ() for path, own in requests]
+
+
+def answer(app, environs: list[dict], count: int) -> list[str]:
+    """Call the WSGI ``app`` ``count`` times, cycling through ``environs``; the statuses that were not 200."""
+    failed: list[str] = []
+
+    def start_response(status, headers, exc_info=None):
+        if not status.startswith("200"):
+            failed.append(status)
+
+    for n in range(count):
+        body = app(dict(environs[n % len(environs)]), start_response)
+        b"".join(body)
+        body.close()
+    return failed
+
+
 def run_wrk(
     wrk: str,
     url: str,
@@ -230,6 +257,23 @@ class BenchStore:
     def app_auth(self) -> dict[str, str]:
         """The ``Authorization`` header of a new ``app`` key."""
         return {"Authorization": f"Bearer {self.comps.api_keys.create('app', name='bench')}"}
+
+    def layout_app(self):
+        """The service as a WSGI app in this process, on this store, without the per-key rate limit."""
+        from wallet_market.app import create_app
+
+        return create_app(
+            {"redis_url": self.redis_url, "key_prefix": self.prefix, "secret_key": SECRET, "log_level": "WARNING",
+             "rate_limit_per_minute": 0},
+            start_background=False,
+        )
+
+    def bare_app(self):
+        """The bare floor (``bench/baseline_app.py``) as a WSGI app in this process, on this store."""
+        from bench.baseline_app import create_baseline_app
+
+        os.environ.update({k: v for k, v in self.env.items() if k.startswith("WALLET_MARKET_")})
+        return create_baseline_app()
 
     def serve(self, port: int, workers: int, threads: int, server: str | None = None) -> subprocess.Popen:
         """Start ``wallet-market serve`` (no ledger worker) on ``port`` and wait until it is ready."""

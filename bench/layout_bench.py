@@ -33,10 +33,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.catalogue import DEVICES, REGIONS, TIERS  # noqa: E402
+from bench.catalogue import REGIONS, TIERS  # noqa: E402
 from bench.catalogue import build as build_catalogue  # noqa: E402
 from bench.harness import BenchStore, ensure_wrk, free_port, logged_in_requests, rotation_script  # noqa: E402
-from bench.harness import run_wrk, save_results, summarize, tree_memory_mb, wait_ready, wrk_options  # noqa: E402
+from bench.harness import run_wrk, save_results, summarize, tree_memory_mb, visitor_requests, wait_ready  # noqa: E402
+from bench.harness import wrk_options  # noqa: E402
 from wallet_market.cli.serve import SERVERS, server_command  # noqa: E402
 
 BASELINE_FACTORY = "bench.baseline_app:create_baseline_app"
@@ -82,10 +83,7 @@ def main() -> int:
         bench.comps.admin.load(catalogue, actor="bench", publish=True)
         auth = bench.app_auth()
         logged_in = rotation_script(bench.tmp / "logged_in.lua", user_population(bench.comps, catalogue, args.users))
-        visitors = rotation_script(
-            bench.tmp / "visitor.lua",
-            [(f"/v1/layout?page=home&device_model={d}&app_version=5.{v}.0", {}) for d in DEVICES for v in range(10)],
-        )
+        visitors = rotation_script(bench.tmp / "visitor.lua", visitor_requests())
 
         targets: dict[str, tuple[str, dict, Path | None]] = {}
         for server in floors:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import os
 import pstats
 import sys
 import time
@@ -28,31 +27,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from werkzeug.test import EnvironBuilder  # noqa: E402
-
-from bench.catalogue import DEVICES  # noqa: E402
 from bench.catalogue import build as build_catalogue  # noqa: E402
-from bench.harness import SECRET, BenchStore  # noqa: E402
+from bench.harness import BenchStore, answer, visitor_requests, wsgi_environs  # noqa: E402
 from bench.layout_bench import user_population  # noqa: E402
-
-
-def environs(requests: list[tuple[str, dict[str, str]]], auth: dict[str, str]) -> list[dict]:
-    return [EnvironBuilder(path=path, headers={**headers, **auth}).get_environ() for path, headers in requests]
 
 
 def timed(app, envs: list[dict], count: int) -> float:
     """Microseconds per request over ``count`` WSGI calls cycling through ``envs``; every answer must be a 200."""
-    failed: list[str] = []
-
-    def start_response(status, headers, exc_info=None):
-        if not status.startswith("200"):
-            failed.append(status)
-
     started = time.perf_counter()
-    for n in range(count):
-        body = app(dict(envs[n % len(envs)]), start_response)
-        b"".join(body)
-        body.close()
+    failed = answer(app, envs, count)
     elapsed = time.perf_counter() - started
     if failed:
         raise SystemExit(f"{len(failed)} requests did not answer 200 (first: {failed[0]})")
@@ -70,29 +53,17 @@ def main() -> int:
     args = parser.parse_args()
 
     with BenchStore("layout-inprocess") as bench:
-        from bench.baseline_app import create_baseline_app
-        from wallet_market.app import create_app
         from wallet_market.cli.serve import tune_collector
 
         catalogue = build_catalogue()
         bench.comps.admin.load(catalogue, actor="bench", publish=True)
-        auth = {"Authorization": f"Bearer {bench.comps.api_keys.create('app', name='bench')}"}
-        os.environ.update({k: v for k, v in bench.env.items() if k.startswith("WALLET_MARKET_")})
-        bare = create_baseline_app()
-        app = create_app(
-            {"redis_url": bench.redis_url, "key_prefix": bench.prefix, "secret_key": SECRET, "log_level": "WARNING",
-             "rate_limit_per_minute": 0},
-            start_background=False,
-        )
+        auth = bench.app_auth()
+        bare, app = bench.bare_app(), bench.layout_app()
         tune_collector()  # as a served worker does once its application is built
         targets = {
-            "bare": (bare, [EnvironBuilder(path="/baseline").get_environ()]),
-            "layout_logged_in": (app, environs(user_population(bench.comps, catalogue, args.users), auth)),
-            "layout_visitor": (
-                app,
-                environs([(f"/v1/layout?page=home&device_model={d}&app_version=5.{v}.0", {}) for d in DEVICES
-                          for v in range(10)], auth),
-            ),
+            "bare": (bare, wsgi_environs([("/baseline", {})], {})),
+            "layout_logged_in": (app, wsgi_environs(user_population(bench.comps, catalogue, args.users), auth)),
+            "layout_visitor": (app, wsgi_environs(visitor_requests(), auth)),
         }
         for wsgi, envs in targets.values():  # warm up: snapshot, memos, connections
             timed(wsgi, envs, min(500, args.requests))

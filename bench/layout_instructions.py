@@ -40,46 +40,28 @@ COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 def serve_requests(endpoint: str, count: int, users: int) -> None:
     """Set up a store and the endpoint's application, then answer ``count`` requests in this process."""
-    from werkzeug.test import EnvironBuilder
-
-    from bench.baseline_app import create_baseline_app
-    from bench.catalogue import DEVICES
     from bench.catalogue import build as build_catalogue
-    from bench.harness import SECRET, BenchStore
+    from bench.harness import BenchStore, answer, visitor_requests, wsgi_environs
     from bench.layout_bench import user_population
-    from wallet_market.app import create_app
     from wallet_market.cli.serve import tune_collector
 
     with BenchStore("layout-instructions") as bench:
         catalogue = build_catalogue()
         bench.comps.admin.load(catalogue, actor="bench", publish=True)
-        auth = {"Authorization": f"Bearer {bench.comps.api_keys.create('app', name='bench')}"}
+        auth = bench.app_auth()
         if endpoint == "bare":
-            os.environ.update({k: v for k, v in bench.env.items() if k.startswith("WALLET_MARKET_")})
-            app = create_baseline_app()
+            app = bench.bare_app()
             requests: list[tuple[str, dict[str, str]]] = [("/baseline", {})]
         else:
-            app = create_app(
-                {"redis_url": bench.redis_url, "key_prefix": bench.prefix, "secret_key": SECRET,
-                 "log_level": "WARNING", "rate_limit_per_minute": 0},
-                start_background=False,
-            )
+            app = bench.layout_app()
             if endpoint == "layout_logged_in":
                 requests = user_population(bench.comps, catalogue, users)
             else:
-                requests = [(f"/v1/layout?page=home&device_model={d}&app_version=5.{v}.0", {})
-                            for d in DEVICES for v in range(10)]
+                requests = visitor_requests()
         tune_collector()
-        environs = [EnvironBuilder(path=path, headers={**headers, **auth}).get_environ() for path, headers in requests]
-
-        def start_response(status, headers, exc_info=None):
-            if not status.startswith("200"):
-                raise SystemExit(f"{endpoint} answered {status}")
-
-        for n in range(count):
-            body = app(dict(environs[n % len(environs)]), start_response)
-            b"".join(body)
-            body.close()
+        failed = answer(app, wsgi_environs(requests, auth), count)
+        if failed:
+            raise SystemExit(f"{endpoint}: {len(failed)} requests did not answer 200 (first: {failed[0]})")
 
 
 def counted(endpoint: str, count: int, users: int, scratch: Path) -> int:
