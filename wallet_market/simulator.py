@@ -29,6 +29,7 @@ counters: revenue per 1,000 slot impressions in both views, beside the truth
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import random
 import shutil
@@ -211,7 +212,9 @@ class Simulation:
             "ends_at": EPOCH + timedelta(days=self.days + 1),
             **data,
         }
-        created = self.comps.experiments.create(body, "simulator")
+        # Units are hashed with a salt of the seed's, not a random one: a seed always gives the same arms.
+        salt = hashlib.sha256(f"{self.seed}:experiment:{body['experiment_id']}".encode()).hexdigest()[:16]
+        created = self.comps.experiments.create(body, "simulator", salt=salt)
         self.comps.experiment_serving.refresh()
         return created
 

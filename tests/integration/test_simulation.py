@@ -104,6 +104,21 @@ def test_an_a_a_experiment_shows_no_significant_lift(sim_settings, published):
     assert results["srm_p_value"] >= 0.001
 
 
+def test_a_seed_gives_the_same_experiment_again(sim_settings, published):
+    # Units are hashed into arms with a salt of the seed's: two runs of one seed split and count alike.
+    def run(seed):
+        with Simulation(sim_settings, users=300, days=1, seed=seed, published=published, candidate=published) as sim:
+            sim.add_experiment(experiment_id="again", page="home", treatment_version=sim.candidate_version,
+                               traffic_bps=10_000, treatment_bps=5_000)
+            sim.run()
+            results = sim.comps.experiments.results("again")
+        return [(a["arm"], a["units"], a["impressions"]) for a in results["arms"]], results["lift"]
+
+    first = run(5)
+    assert first == run(5)
+    assert first[0] != run(6)[0]
+
+
 def test_the_simulate_command_runs_apart_from_real_traffic_and_cleans_up(cli, cli_env, comps, redis_client, key_prefix,
                                                                          tmp_path):
     from click.testing import CliRunner

@@ -115,8 +115,13 @@ class ExperimentAdmin:
         return record
 
     # -- writes ------------------------------------------------------------
-    def create(self, data: Mapping[str, Any], actor: str) -> dict[str, Any]:
-        """A new running experiment; 422 naming the field when it cannot run as asked."""
+    def create(self, data: Mapping[str, Any], actor: str, *, salt: str | None = None) -> dict[str, Any]:
+        """A new running experiment; 422 naming the field when it cannot run as asked.
+
+        ``salt`` is what units are hashed with into traffic and arms: a fresh
+        random one unless given (the simulator derives it from its seed, so a
+        seed always gives the same run).
+        """
         now = datetime.fromtimestamp(self.clock(), tz=timezone.utc)
         record = {
             "experiment_id": data["experiment_id"],
@@ -126,7 +131,7 @@ class ExperimentAdmin:
             "treatment_bps": int(data["treatment_bps"]),
             "starts_at": data["starts_at"].astimezone(timezone.utc).isoformat(),
             "ends_at": data["ends_at"].astimezone(timezone.utc).isoformat(),
-            "salt": secrets.token_hex(8),
+            "salt": salt if salt is not None else secrets.token_hex(8),
             "status": "running",
             "control_version": self.catalogue_store.current_version(),
             "created_at": now.isoformat(),
