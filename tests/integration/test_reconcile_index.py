@@ -1,7 +1,11 @@
 """The per-partner, per-day index of postbacks, and reconciliation reading a day through it."""
 from datetime import timedelta
 
+import pytest
+import redis
+
 from tests.finance_ledger import at, impression_token, post_postback, publish_demo, settlement_day
+from tests.processes import free_port
 from wallet_market.services.reconciliation import ledger_settlement_lines
 from wallet_market.store.ledger import Ledger, decode_event
 
@@ -74,3 +78,70 @@ def test_reconciliation_reads_the_day_from_its_index(app, comps, client, redis_c
     redis_client.zrem(comps.keys.postbacks_of_day("xingyun_cf", _day_key(day)), "x-1")
     assert lines(day) == [("x-2", "disbursed", 15_000, day)]
     assert redis_client.exists(comps.keys.postback_record("xingyun_cf", "x-1")) == 1
+
+
+def _unindex(redis_client, keys, partner_id, *days):
+    """Make the store look as it did before the per-day index: records kept, their days' index gone."""
+    for day in days:
+        redis_client.delete(keys.postbacks_of_day(partner_id, _day_key(day)))
+
+
+def test_the_worker_adds_records_written_before_the_index_to_it_once(app, comps, client, redis_client):
+    from wallet_market.services.ledger_worker import LedgerWorker
+
+    version = publish_demo(comps)
+    day = settlement_day()
+    next_day = day + timedelta(days=1)
+    keys = comps.keys
+    # 3% of 1,000,000 = 30,000 and of 500,000 = 15,000; x-3 is undone the next day (−15,000 on that day).
+    _disbursed(comps, client, "xingyun_cf", "xingyun_loan", "x-1", 1_000_000, at(day, 9), version)
+    _disbursed(comps, client, "xingyun_cf", "xingyun_loan", "x-2", 500_000, at(day, 10), version)
+    post_postback(client, "xingyun_cf", {"event_id": "x-3", "type": "reversed", "reverses": "x-2", "occurred_at": at(next_day, 11)})
+    _unindex(redis_client, keys, "xingyun_cf", day, next_day)
+    # A record whose entry cannot be read is left out; the others are not held back by it.
+    redis_client.hset(keys.postback_record("xingyun_cf", "x-broken"), mapping={"entry": "{not json", "type": "disbursed"})
+
+    def lines(d):
+        return [(line.event_id, line.type, line.amount_fen, line.date) for line in ledger_settlement_lines(comps, "xingyun_cf", d)]
+
+    assert lines(day) == [] and lines(next_day) == []  # what reconciliation saw before: nothing on our side
+
+    worker = LedgerWorker(comps.redis, keys, consumer="w-index")
+    assert worker.index_old_postbacks(batch=2) is False  # two records a round: not through yet
+    while not worker.index_old_postbacks(batch=2):
+        pass
+    assert lines(day) == [("x-1", "disbursed", 30_000, day), ("x-2", "disbursed", 15_000, day)]
+    assert lines(next_day) == [("x-3", "reversed", -15_000, next_day)]
+    assert _index(redis_client, keys, "xingyun_cf", day) == [("x-1", at(day, 9)), ("x-2", at(day, 10))]
+    # The index is kept as long as the records it names.
+    record_ttl = redis_client.ttl(keys.postback_record("xingyun_cf", "x-1"))
+    assert 0 < record_ttl - 5 <= redis_client.ttl(keys.postbacks_of_day("xingyun_cf", _day_key(day))) <= record_ttl
+
+    # Done once per store: a later worker reads the mark and scans nothing.
+    assert redis_client.get(keys.postback_index_complete()) == b"1"
+    _unindex(redis_client, keys, "xingyun_cf", day)
+    later = LedgerWorker(comps.redis, keys, consumer="w-later")
+    assert later.index_old_postbacks() is True
+    assert _index(redis_client, keys, "xingyun_cf", day) == []
+
+
+def test_a_scan_broken_by_an_outage_starts_over_rather_than_counting_as_done(app, comps, client, redis_client):
+    from wallet_market.services.ledger_worker import LedgerWorker
+
+    version = publish_demo(comps)
+    day = settlement_day()
+    keys = comps.keys
+    for n in range(3):
+        _disbursed(comps, client, "xingyun_cf", "xingyun_loan", f"x-{n}", 100_000, at(day, 9 + n), version)
+    _unindex(redis_client, keys, "xingyun_cf", day)
+    worker = LedgerWorker(comps.redis, keys, consumer="w-broken")
+    assert worker.index_old_postbacks(batch=1) is False
+    # The next round's writes go to a Redis nobody listens on, as in an outage.
+    reachable = worker.ledger.client
+    worker.ledger.client = redis.Redis(port=free_port(), socket_connect_timeout=0.5)
+    with pytest.raises(redis.ConnectionError):
+        worker.index_old_postbacks(batch=1)
+    worker.ledger.client = reachable
+    while not worker.index_old_postbacks(batch=1):
+        pass
+    assert [m for m, _ in _index(redis_client, keys, "xingyun_cf", day)] == ["x-0", "x-1", "x-2"]

@@ -28,13 +28,14 @@ back on the stream after the cause is fixed.
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import os
 import socket
 import threading
 import time
 from datetime import date, datetime, timezone
-from typing import Any, Callable, Final, Literal, Sequence
+from typing import Any, Callable, Final, Iterator, Literal, Sequence
 
 import orjson
 import redis
@@ -76,6 +77,8 @@ from ..quiet_logs import RepeatLimiter
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_SECONDS = 5.0
+# Postback records added to the per-day index per housekeeping round, until every old one is in it.
+POSTBACK_INDEX_BATCH = 2_000
 TRIM_SECONDS = 60.0
 # Applied entries stay in the stream a day, for inspection and replay.
 STREAM_KEEP_SECONDS = 86_400
@@ -157,6 +160,8 @@ class LedgerWorker:
         self._next_trim = 0.0
         self._plans: dict[tuple, tuple[dict[str, int], dict[str, int]]] = {}
         self._quiet = RepeatLimiter(log)
+        self._postbacks_indexed = False
+        self._record_scan: Iterator[str] | None = None
 
     # -- the loop ------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -515,9 +520,39 @@ class LedgerWorker:
             self._quiet.exception("lead pacing refresh failed")
         metrics.STREAM_LAG.set(self.ledger.lag())
         self.expire_learned_counts()
+        self.index_old_postbacks()
         if time.monotonic() >= self._next_trim:
             self._next_trim = time.monotonic() + TRIM_SECONDS
             self.ledger.trim(STREAM_KEEP_SECONDS, int(self.clock() * 1000))
+
+    def index_old_postbacks(self, batch: int = POSTBACK_INDEX_BATCH) -> bool:
+        """Add postback records written before the per-day index existed to it, ``batch`` per call; True when done.
+
+        Reconciliation reads a partner's day from that index, so a record it
+        does not name would look missing on our side. Adding is idempotent, so
+        several workers may do it at once; the first to finish the pass marks
+        the store done, and no worker scans it again.
+        """
+        if self._postbacks_indexed:
+            return True
+        if self._record_scan is None:
+            if self.ledger.postback_index_complete():
+                self._postbacks_indexed = True
+                return True
+            self._record_scan = self.ledger.postback_record_keys()
+        try:
+            chunk = list(itertools.islice(self._record_scan, batch))
+            added = self.ledger.index_postback_records(chunk)
+        except Exception:
+            self._record_scan = None  # a broken scan starts over next time, never counts as finished
+            raise
+        if added:
+            log.info("added %d earlier postback records to the per-day index", added)
+        if len(chunk) < batch:
+            self.ledger.mark_postback_index_complete()
+            self._postbacks_indexed = True
+            self._record_scan = None
+        return self._postbacks_indexed
 
     def expire_learned_counts(self) -> None:
         """Give the recent days' learned counts an expiry: kept as long as the learning window reads them."""

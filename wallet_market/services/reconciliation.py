@@ -25,7 +25,9 @@ hold the event as accepted, so the answer does not depend on how late a
 postback arrived or on how far the event stream has been trimmed. Which records
 belong to a partner's day comes from the index written with each record
 (``keys.postbacks_of_day(partner, day)``), so a reconciliation reads only that
-day's records — on one Redis or across a cluster's nodes alike.
+day's records — on one Redis or across a cluster's nodes alike. Records kept
+from before the index existed are added to it once per store by the ledger
+worker (:meth:`~wallet_market.services.ledger_worker.LedgerWorker.index_old_postbacks`).
 """
 from __future__ import annotations
 

@@ -153,6 +153,14 @@ class Keys:
         """
         return f"{self.prefix}:{{ledger}}:postbacks:{partner_id}:{day}"
 
+    def postback_records_pattern(self) -> str:
+        """SCAN pattern of every postback record (it does not match the per-day index)."""
+        return f"{self.prefix}:{{ledger}}:postback:*"
+
+    def postback_index_complete(self) -> str:
+        """Set once every postback record written before the per-day index existed has been added to it."""
+        return f"{self.prefix}:{{ledger}}:postback_index:complete"
+
     def counters(self, day: str) -> str:
         """Hash of funnel and revenue counters of ``day``: "<dimension values>|<measure>" → integer."""
         return f"{self.prefix}:{{ledger}}:counters:{day}"

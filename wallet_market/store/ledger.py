@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import orjson
 import redis
@@ -131,6 +131,7 @@ class Ledger:
         self._apply = register(client, "apply_entries")
         self._fail = register(client, "fail_entry")
         self._replay = register(client, "replay_dead_letter")
+        self._index_postback = register(client, "index_postback")
 
     # -- ingestion ---------------------------------------------------------
     def append_app_events(
@@ -186,6 +187,46 @@ class Ledger:
         for event_id in event_ids:
             pipe.hget(self.keys.postback_record(partner_id, event_id), "entry")
         return {event_id: entry for event_id, entry in zip(event_ids, pipe.execute()) if entry is not None}
+
+    # -- postback records written before the per-day index ---------------
+    def postback_index_complete(self) -> bool:
+        """Whether every postback record written before the per-day index existed has been added to it."""
+        return bool(self.client.exists(self.keys.postback_index_complete()))
+
+    def mark_postback_index_complete(self) -> None:
+        self.client.set(self.keys.postback_index_complete(), "1")
+
+    def postback_record_keys(self) -> Iterator[str]:
+        """The key of every postback record, lazily (SCAN; on a cluster, over each node)."""
+        return (text(key) for key in self.client.scan_iter(match=self.keys.postback_records_pattern(), count=1000))
+
+    def index_postback_records(self, record_keys: Sequence[str]) -> int:
+        """Add each record of ``record_keys`` to its partner's day index, as ingestion does; how many were new.
+
+        A record whose entry cannot be read is left out, and logged.
+        """
+        if not record_keys:
+            return 0
+        read = self.client.pipeline(transaction=False)
+        for key in record_keys:
+            read.hget(key, "entry")
+        pipe = self.client.pipeline(transaction=False)
+        queued = 0
+        for key, entry in zip(record_keys, read.execute()):
+            if entry is None:
+                continue  # expired since the scan
+            try:
+                event = decode_event(entry)
+            except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
+                log.warning("postback record %s cannot be read; left out of the day index", key)
+                continue
+            self._index_postback(
+                keys=[key, self.keys.postbacks_of_day(event.source, event.day)],
+                args=[event.occurred_at, event.event_id, POSTBACK_RECORD_SECONDS],
+                client=pipe,
+            )
+            queued += 1
+        return sum(int(added) for added in pipe.execute()) if queued else 0
 
     # -- consuming ---------------------------------------------------------
     def ensure_group(self) -> None:
