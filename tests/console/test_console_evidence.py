@@ -374,6 +374,24 @@ def test_a_bad_evaluation_is_named_next_to_its_field(logged, console_for, query,
     assert 'id="estimates-table"' not in html
 
 
+def test_an_earlier_published_version_can_be_evaluated_as_a_rollback_would_serve_it(logged, console_for, comps):
+    comps.admin.create("rules", {"rule_id": "no_cps", "action": "exclude", "product_id": "cps_loan", "priority": 1},
+                       actor="test")
+    comps.admin.publish("test", note="不要CPS")
+    comps.snapshots.refresh()
+    pm = console_for("pm")
+    html = pm.get("/console/evaluate").get_data(as_text=True)
+    assert '<option value="2">version 2 (served now)</option>' in html
+    note = re.escape(comps.admin.versions()["versions"][0]["note"])  # what loading the fixture's catalogue noted
+    assert re.search(rf'<option value="1">version 1 — {note} \(published \d{{4}}-\d\d-\d\d \d\d:\d\d\)</option>', html)
+    # Served and published versions come before candidates, newest first.
+    assert html.index('<option value="draft"') < html.index('<option value="2"') < html.index('<option value="1"')
+    html = pm.get("/console/evaluate?submitted=1&candidate=1&from=&to=&view=group").get_data(as_text=True)
+    expected = comps.evaluation.evaluate("1", None, None, "group")
+    assert _estimates(html)["dr"][0] == _money(expected["estimators"]["dr"]["rpm_fen"])
+    assert '<option value="1" selected>version 1 — ' in html
+
+
 def test_freezing_from_the_evaluation_page_comes_back_with_the_candidate_chosen(logged, console_for, comps):
     pm = console_for("pm")
     pm.get("/console/evaluate")

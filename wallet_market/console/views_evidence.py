@@ -36,9 +36,10 @@ def _served(services: ConsoleServices):
         return None
 
 
-def _candidate_label(candidate: dict[str, Any]) -> str:
-    note = f" — {candidate['note']}" if candidate.get("note") else ""
-    return f"version {candidate['version']}{note} (frozen {str(candidate.get('frozen_at', ''))[:16].replace('T', ' ')})"
+def _version_label(record: dict[str, Any], when: str) -> str:
+    """``version N — note (frozen|published YYYY-MM-DD HH:MM)`` of a candidate or published version's record."""
+    note = f" — {record['note']}" if record.get("note") else ""
+    return f"version {record['version']}{note} ({when} {str(record.get(f'{when}_at') or '')[:16].replace('T', ' ')})"
 
 
 def _short_utc(moment: datetime) -> str:
@@ -80,7 +81,7 @@ def _experiment_page(services: ConsoleServices, values: dict | None = None, fiel
             "traffic_bps": 10_000, "treatment_bps": 5_000,
             "starts_at": _short_utc(now), "ends_at": _short_utc(now + timedelta(days=DEFAULT_DAYS)),
         })
-    labels = {"treatment_version": {"": "choose a candidate", **{str(c["version"]): _candidate_label(c) for c in candidates}}}
+    labels = {"treatment_version": {"": "choose a candidate", **{str(c["version"]): _version_label(c, "frozen") for c in candidates}}}
     return render_template(
         "console/experiment_new.html", form=form, values=values, field_errors=field_errors or {},
         general_errors=general or [], labels=labels, candidates=candidates, served=served,
@@ -210,17 +211,21 @@ def _estimate_chart(result: dict[str, Any]):
 
 
 def _evaluate_page(services: ConsoleServices, status: int = 200, **freeze):
-    candidates = services.admin.candidates()
+    published_versions, candidates = services.admin.stored_versions()
     served = _served(services)
     choices = ["draft"]
     labels = {"draft": "the draft, as it is now"}
     if served is not None and served.version:
         choices.append(str(served.version))
         labels[str(served.version)] = f"version {served.version} (served now)"
+    for published in reversed(published_versions):  # earlier versions, newest first: what a rollback would serve
+        if str(published["version"]) not in choices:
+            choices.append(str(published["version"]))
+            labels[str(published["version"])] = _version_label(published, "published")
     for candidate in reversed(candidates):
         if str(candidate["version"]) not in choices:
             choices.append(str(candidate["version"]))
-            labels[str(candidate["version"])] = f"candidate {_candidate_label(candidate)}"
+            labels[str(candidate["version"])] = f"candidate {_version_label(candidate, 'frozen')}"
     form = with_choices(EVALUATE_FORM, {"candidate": choices, "view": VIEWS})
     submitted = request.args.get("submitted") == "1"
     raw = forms.read_submitted(form, request.args) if submitted else None

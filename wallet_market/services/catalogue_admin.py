@@ -326,11 +326,13 @@ class CatalogueAdmin:
         return self.store.load_current()
 
     def versions(self) -> dict[str, Any]:
-        return {
-            "current": self.store.current_version(),
-            "versions": [self._record(r) for r in self.store.history()],
-            "candidates": self.candidates(),
-        }
+        history, candidates = self.stored_versions()
+        return {"current": self.store.current_version(), "versions": history, "candidates": candidates}
+
+    def stored_versions(self) -> tuple[builtins.list[dict[str, Any]], builtins.list[dict[str, Any]]]:
+        """The published versions' records and the candidates, oldest first, with ISO 8601 times (one read)."""
+        history, candidates = self.store.history_and_candidates()
+        return [self._record(r) for r in history], [_with_iso_time(c, "frozen_at") for c in candidates]
 
     def candidates(self) -> builtins.list[dict[str, Any]]:
         """The versions frozen from the draft, oldest first, each ``frozen_at`` as ISO 8601 UTC (one read)."""

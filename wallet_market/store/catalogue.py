@@ -262,6 +262,14 @@ class CatalogueStore:
     def history(self) -> list[dict[str, Any]]:
         return [orjson.loads(r) for r in self.client.lrange(self.keys.ruleset_history(), 0, -1)]
 
+    def history_and_candidates(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The publish history and the candidate records, oldest first, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.lrange(self.keys.ruleset_history(), 0, -1)
+        pipe.lrange(self.keys.ruleset_candidates(), 0, -1)
+        history, candidates = pipe.execute()
+        return [orjson.loads(r) for r in history], [orjson.loads(r) for r in candidates]
+
     def audit(self, count: int = 100) -> list[dict[str, Any]]:
         """The newest ``count`` audit records, newest first."""
         out = []
