@@ -37,7 +37,7 @@ from ..domain.funnel import IMPRESSION, REVERSED, LedgerEvent, earned_revenue_fe
 from ..store.analysis import AnalysisFiles, ExportStreams
 from ..store.connection import RedisClient
 from ..store.keys import Keys
-from ..store.ledger import CatalogueVersions, decode_event
+from ..store.ledger import CatalogueVersions, readable_event
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +140,8 @@ class AnalysisExporter:
             return 0
         by_day: dict[str, list[dict[str, Any]]] = {}
         for entry_id, fields in entries:
-            try:
-                event = decode_event(fields["e"].encode())
-            except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
+            event = readable_event(fields.get("e"))
+            if event is None:
                 continue  # the ledger sets such an entry aside; there is no outcome to export
             by_day.setdefault(_iso_day(event.occurred_at), []).append(self.outcome_row(entry_id, event))
         return self._write("outcomes", self.event_stream, entries, by_day)

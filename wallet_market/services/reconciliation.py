@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
-import orjson
 
 from ..domain.catalogue import Catalogue, Partner
 from ..domain.economics import round_half_up
@@ -44,7 +43,7 @@ from ..domain.reconcile import Reconciliation, SettlementLine, reconcile
 from ..store.catalogue import CatalogueStore
 from ..store.connection import RedisClient
 from ..store.keys import Keys
-from ..store.ledger import CatalogueVersions, Ledger
+from ..store.ledger import CatalogueVersions, Ledger, readable_event
 from .errors import Invalid, NotFound, Unavailable
 from .layouts import LayoutService
 from .settlement import SettlementClient
@@ -91,11 +90,8 @@ def _decode_postbacks(partner_id: str, entries: Mapping[str, bytes]) -> dict[str
     """The postbacks among ``entries`` (event id → accepted payload) that are ``partner_id``'s."""
     found: dict[str, LedgerEvent] = {}
     for event_id, entry in entries.items():
-        try:
-            event = LedgerEvent.from_dict(orjson.loads(entry))
-        except (KeyError, TypeError, ValueError, orjson.JSONDecodeError):
-            continue
-        if event.source != partner_id or event.type not in POSTBACK_TYPES:
+        event = readable_event(entry)
+        if event is None or event.source != partner_id or event.type not in POSTBACK_TYPES:
             continue
         found[event_id] = event
     return found

@@ -79,8 +79,18 @@ def encode_event(event: LedgerEvent) -> bytes:
     return orjson.dumps(event.to_dict())
 
 
-def decode_event(payload: bytes) -> LedgerEvent:
+def decode_event(payload: bytes | str) -> LedgerEvent:
     return LedgerEvent.from_dict(orjson.loads(payload))
+
+
+def readable_event(payload: bytes | str | None) -> LedgerEvent | None:
+    """The event of a stored payload; None when there is none, or it is not JSON or not an event."""
+    if payload is None:
+        return None
+    try:
+        return decode_event(payload)
+    except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +121,7 @@ class DeadLetter:
 
     @property
     def event(self) -> LedgerEvent | None:
-        try:
-            return decode_event(self.fields["e"].encode())
-        except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
-            return None
+        return readable_event(self.fields.get("e"))
 
 
 class ApplyRaced(RuntimeError):
@@ -215,9 +222,8 @@ class Ledger:
         for key, entry in zip(record_keys, read.execute()):
             if entry is None:
                 continue  # expired since the scan
-            try:
-                event = decode_event(entry)
-            except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
+            event = readable_event(entry)
+            if event is None:
                 log.warning("postback record %s cannot be read; left out of the day index", key)
                 continue
             self._index_postback(
@@ -272,11 +278,7 @@ class Ledger:
             if fields is None:  # deleted while pending: nothing left to apply
                 out.append(StreamEntry(entry_id.decode(), None, {}))
                 continue
-            try:
-                event = decode_event(fields[b"e"])
-            except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
-                event = None
-            out.append(StreamEntry(entry_id.decode(), event, fields))
+            out.append(StreamEntry(entry_id.decode(), readable_event(fields.get(b"e")), fields))
         return out
 
     def reversal_days(self, records: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
