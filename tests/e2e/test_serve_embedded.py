@@ -83,6 +83,43 @@ def test_sigterm_to_a_web_worker_leaves_layouts_and_readiness_untouched(tmp_path
     assert "DB saved on disk" in (tmp_path / "var" / "wallet_market.db.log").read_text()
 
 
+# A master that forks one web worker set up as serve sets them up; the worker then ignores SIGTERM, as a
+# graceful stop that never ends would, and prints its pid.
+HANGING_WORKER = """
+import os, signal, time
+from wallet_market.cli import serve
+serve._master_pid = os.getpid()
+if os.fork() == 0:
+    serve.prepare_worker_process()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print(os.getpid(), flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def test_a_web_worker_whose_stop_hangs_is_ended_soon_after_its_master_is_killed():
+    import subprocess
+    import sys
+
+    from wallet_market.cli.serve import ORPHAN_GRACE_SECONDS
+
+    master = subprocess.Popen([sys.executable, "-c", HANGING_WORKER], stdout=subprocess.PIPE, text=True)
+    worker = None
+    try:
+        worker = identity(int(master.stdout.readline()))
+        os.kill(master.pid, signal.SIGKILL)
+        master.wait()
+        assert running(worker)  # the kernel's SIGTERM was ignored: only the watchdog can end it
+        # The watchdog notices within a second, asks once more, then ends it after the grace.
+        assert wait_until(lambda: not running(worker), ORPHAN_GRACE_SECONDS + 3.0)
+    finally:
+        master.kill()
+        master.stdout.close()
+        if worker is not None and running(worker):
+            os.kill(worker[0], signal.SIGKILL)  # the test failed: leave nothing behind
+
+
 def test_kill_9_of_serve_takes_every_descendant_and_serve_restarts_in_the_same_directory(tmp_path):
     first = Served(tmp_path, service_env(), "--workers", "2", name="first").start()
     key = first.keys["app"]

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from typing import Callable
 
 import click
@@ -42,6 +43,7 @@ GC_YOUNG_THRESHOLD = 20_000
 GRACEFUL_SECONDS = 10
 SHORT_LIVED_SECONDS = 5.0  # a granian worker that dies younger than this is respawned after a pause
 RESPAWN_PAUSE_SECONDS = 1.0
+ORPHAN_GRACE_SECONDS = 2.0  # how long a web worker whose master died may take to stop before it is ended
 LEDGER_RESTART_SECONDS = (1.0, 30.0)  # first and longest wait before restarting a ledger worker that died
 
 # The master's pid, recorded before any worker is forked (a forked worker checks it).
@@ -59,7 +61,17 @@ def prepare_worker_process() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     die_with_parent(signal.SIGTERM, expected_parent=_master_pid)
     # Behind the kernel's signal (or where there is none): stop once the master is gone.
-    watch_parent(lambda: os.kill(os.getpid(), signal.SIGTERM))
+    watch_parent(_orphaned)
+
+
+def _orphaned() -> None:
+    """The master is gone: stop, and if a graceful stop has not ended the worker soon, end it.
+
+    Nobody is left to serve for, and a restarted ``serve`` needs the port.
+    """
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(ORPHAN_GRACE_SECONDS)
+    os._exit(1)
 
 
 def tune_collector() -> None:
