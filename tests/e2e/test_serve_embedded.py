@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 import requests
 
 from tests.processes import Served, command_line, descendants, identity, running, service_env, wait_until
+from wallet_market.cli.serve import ORPHAN_GRACE_SECONDS
 
 pytestmark = pytest.mark.e2e
 
@@ -99,11 +102,6 @@ while True:
 
 
 def test_a_web_worker_whose_stop_hangs_is_ended_soon_after_its_master_is_killed():
-    import subprocess
-    import sys
-
-    from wallet_market.cli.serve import ORPHAN_GRACE_SECONDS
-
     master = subprocess.Popen([sys.executable, "-c", HANGING_WORKER], stdout=subprocess.PIPE, text=True)
     worker = None
     try:

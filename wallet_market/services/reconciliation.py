@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
-
 from ..domain.catalogue import Catalogue, Partner
 from ..domain.economics import round_half_up
 from ..domain.funnel import POSTBACK_TYPES, REVERSED, LedgerEvent, earned_revenue_fen
