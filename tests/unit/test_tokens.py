@@ -1,4 +1,6 @@
 """Signed tokens: exactly itsdangerous's format, forged or expired ones refused."""
+import time
+
 import pytest
 from itsdangerous import Signer
 
@@ -30,6 +32,19 @@ def test_a_forged_token_is_refused(tamper):
     with pytest.raises(InvalidToken) as refused:
         UserTokens(SECRET, 60).user_id(tamper(token))
     assert refused.value.reason in ("bad_signature", "malformed")
+
+
+def test_a_user_token_this_process_has_verified_still_expires_and_its_forgeries_are_still_refused():
+    tokens = UserTokens(SECRET, 60)
+    token = tokens.mint("42")
+    now = time.time()
+    assert tokens.user_id(token, now=now) == "42"
+    assert tokens.user_id(token, now=now + 30) == "42"  # answered from what this process verified
+    for forged in (token[:-6] + ("A" if token[-6] != "A" else "B") + token[-5:], token + "x", token[:-1]):
+        with pytest.raises(InvalidToken, match="bad_signature|malformed"):
+            tokens.user_id(forged, now=now)
+    with pytest.raises(InvalidToken, match="expired"):
+        tokens.user_id(token, now=now + 61)
 
 
 def test_an_expired_token_is_refused_and_another_secret_does_not_verify():

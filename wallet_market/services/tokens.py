@@ -103,12 +103,20 @@ def _sha256(data: bytes = b"") -> HASH:
 _sha256.__name__ = "sha256"
 
 
+# A logged-in user's app sends the same token with every layout for as long as it lives, so a
+# process keeps the tokens it has verified (token -> user id and expiry) and checks only the expiry
+# of one it has seen. Only genuine tokens are kept, keyed by their exact text; the memo is emptied
+# when it reaches its bound.
+USER_TOKEN_MEMO_SIZE = 16_384
+
+
 class UserTokens:
     """User tokens: what the wallet account system issues for a logged-in user."""
 
     def __init__(self, secret: str, default_ttl_seconds: int):
         self._signer = TokenSigner(secret, salt="wallet-market.user")
         self.default_ttl_seconds = default_ttl_seconds
+        self._verified: dict[str, tuple[str, float]] = {}
 
     def mint(self, user_id: str, ttl_seconds: int | None = None) -> str:
         """A token naming ``user_id``; ``ValueError`` when it is not a well-formed user id."""
@@ -116,11 +124,19 @@ class UserTokens:
             raise ValueError(f"user id {user_id!r} {USER_ID_RULE}")
         return self._signer.sign({"u": user_id}, ttl_seconds or self.default_ttl_seconds)
 
-    def user_id(self, token: str) -> str:
-        body = self._signer.verify(token)
+    def user_id(self, token: str, now: float | None = None) -> str:
+        """The user a genuine, unexpired token names; :class:`InvalidToken` otherwise."""
+        now = time.time() if now is None else now
+        known = self._verified.get(token)
+        if known is not None and known[1] >= now:
+            return known[0]
+        body = self._signer.verify(token, now=now)  # an expired token seen before is refused here
         user_id = body.get("u")
         if not isinstance(user_id, str) or not is_user_id(user_id):
             raise InvalidToken("malformed")
+        if len(self._verified) >= USER_TOKEN_MEMO_SIZE:
+            self._verified.clear()
+        self._verified[token] = (user_id, body["exp"])
         return user_id
 
 
