@@ -174,6 +174,21 @@ def test_a_users_daily_impression_cap_takes_the_product_out_of_their_layouts(cli
     assert layout(client, auth, sign_in(market, "u3"))["mid"]["product"]["product_id"] == "own_loan"  # others still see it
 
 
+def test_a_daily_impression_cap_starts_again_when_the_utc_day_turns(client, auth, market, monkeypatch):
+    draft = market.admin.get("products", "own_loan")
+    market.admin.update("products", "own_loan", {**draft, "daily_impression_cap": 1}, actor="test")
+    market.admin.publish("test")
+    market.snapshots.refresh()
+    token = sign_in(market, "u4")
+    slots = layout(client, auth, token)
+    assert slots["mid"]["product"]["product_id"] == "own_loan"
+    assert post(client, auth, {"type": "impression", "impression_token": slots["mid"]["impression_token"]}).json["accepted"] == 1
+    work(market)
+    assert "own_loan" not in {s["product"]["product_id"] for s in layout(client, auth, token).values()}
+    monkeypatch.setattr(market.layouts, "clock", lambda: time.time() + 86_400)  # the same service, one day later
+    assert layout(client, auth, token)["mid"]["product"]["product_id"] == "own_loan"
+
+
 def test_clicks_on_a_capped_partner_stop_at_its_pace_under_concurrent_requests(client, app, auth, market):
     partner = market.admin.get("partners", "lender_a")
     market.admin.update("partners", "lender_a", {**partner, "daily_lead_cap": 200}, actor="test")

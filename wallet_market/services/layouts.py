@@ -130,6 +130,7 @@ class LayoutService:
         self.rng = rng  # exploration's draws (None: the module's generator)
         # Called after a layout is decided (decision log, background pre-screens); must not raise.
         self.on_decision: list[Callable[[LayoutResult], None]] = []
+        self._day_spelled: tuple[int, str] = (-1, "")
         # May refine the user's state before placing; must not wait on anything outside the process.
         self.before_place: list[Callable[[UserProfile | None, UserState, Serving], UserState]] = []
 
@@ -148,8 +149,9 @@ class LayoutService:
         if request.page not in serving.catalogue.pages:
             raise NotFound(f"page {request.page!r} does not exist", {"page": ["unknown page"]})
         user_id = self.access.user_id(request.user_token)
-        now = datetime.fromtimestamp(self.clock(), tz=timezone.utc)
-        day = now.strftime("%Y%m%d")
+        timestamp = self.clock()
+        now = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+        day = self._day(timestamp, now)
         assignment = None
         experiments = self.experiments
         if experiments is not None and experiments.running:
@@ -266,6 +268,14 @@ class LayoutService:
             "degraded": degraded,
             "slots": slots,
         }
+
+    def _day(self, timestamp: float, now: datetime) -> str:
+        """The UTC day of ``now`` as the store's keys spell it (``YYYYMMDD``), formatted once a day."""
+        number = int(timestamp // 86_400)
+        known = self._day_spelled
+        if known[0] != number:
+            known = self._day_spelled = (number, now.strftime("%Y%m%d"))
+        return known[1]
 
     @staticmethod
     def _user(user_id: str | None, facts: UserFacts | None) -> tuple[UserProfile | None, UserState]:
