@@ -107,7 +107,7 @@ _sha256.__name__ = "sha256"
 # process keeps the tokens it has verified (token -> user id and expiry) and checks only the expiry
 # of one it has seen. Only genuine tokens are kept, keyed by their exact text; the memo is emptied
 # when it reaches its bound.
-USER_TOKEN_MEMO_SIZE = 16_384
+USER_TOKEN_MEMO_SIZE = 10_000  # about 3 MiB when full, the tokens themselves included
 
 
 class UserTokens:
