@@ -130,9 +130,9 @@ class LayoutService:
         self.rng = rng  # exploration's draws (None: the module's generator)
         # Called after a layout is decided (decision log, background pre-screens); must not raise.
         self.on_decision: list[Callable[[LayoutResult], None]] = []
-        self._day_spelled: tuple[int, str] = (-1, "")
         # May refine the user's state before placing; must not wait on anything outside the process.
         self.before_place: list[Callable[[UserProfile | None, UserState, Serving], UserState]] = []
+        self._day_spelled: tuple[int, str] = (-1, "")  # the UTC day number and how the store's keys spell it
 
     def serving(self) -> Serving:
         snapshot = self.snapshots.current
