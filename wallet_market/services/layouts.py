@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import redis
 
 from ..domain.catalogue import Catalogue
+from ..domain.funnel import day_of
 from ..domain.placement import (
     Decision,
     PlacementIndex,
@@ -132,7 +133,6 @@ class LayoutService:
         self.on_decision: list[Callable[[LayoutResult], None]] = []
         # May refine the user's state before placing; must not wait on anything outside the process.
         self.before_place: list[Callable[[UserProfile | None, UserState, Serving], UserState]] = []
-        self._day_spelled: tuple[int, str] = (-1, "")  # the UTC day number and how the store's keys spell it
 
     def serving(self) -> Serving:
         snapshot = self.snapshots.current
@@ -151,7 +151,7 @@ class LayoutService:
         user_id = self.access.user_id(request.user_token)
         timestamp = self.clock()
         now = datetime.fromtimestamp(timestamp, tz=timezone.utc)
-        day = self._day(timestamp, now)
+        day = day_of(timestamp)
         assignment = None
         experiments = self.experiments
         if experiments is not None and experiments.running:
@@ -268,14 +268,6 @@ class LayoutService:
             "degraded": degraded,
             "slots": slots,
         }
-
-    def _day(self, timestamp: float, now: datetime) -> str:
-        """The UTC day of ``now`` as the store's keys spell it (``YYYYMMDD``), formatted once a day."""
-        number = int(timestamp // 86_400)
-        known = self._day_spelled
-        if known[0] != number:
-            known = self._day_spelled = (number, now.strftime("%Y%m%d"))
-        return known[1]
 
     @staticmethod
     def _user(user_id: str | None, facts: UserFacts | None) -> tuple[UserProfile | None, UserState]:
