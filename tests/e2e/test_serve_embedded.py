@@ -14,11 +14,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
-from tests.processes import Served, command_line, descendants, identity, running, service_env, wait_until
+from tests.processes import Served, children, command_line, descendants, identity, running, service_env, wait_until
 from wallet_market.cli.serve import ORPHAN_GRACE_SECONDS
 
 pytestmark = pytest.mark.e2e
@@ -101,21 +102,62 @@ while True:
 """
 
 
+def reaper_of(worker: tuple[int, str]) -> tuple[int, str]:
+    (reaper,) = children(worker[0])
+    assert Path(f"/proc/{reaper}/comm").read_text().strip() == "wm-reaper"
+    return identity(reaper)
+
+
 def test_a_web_worker_whose_stop_hangs_is_ended_soon_after_its_master_is_killed():
     master = subprocess.Popen([sys.executable, "-c", HANGING_WORKER], stdout=subprocess.PIPE, text=True)
-    worker = None
+    worker = reaper = None
     try:
         worker = identity(int(master.stdout.readline()))
+        reaper = reaper_of(worker)
         os.kill(master.pid, signal.SIGKILL)
         master.wait()
-        assert running(worker)  # the kernel's SIGTERM was ignored: only the watchdog can end it
-        # The watchdog notices within a second, asks once more, then ends it after the grace.
+        assert running(worker)  # the kernel's SIGTERM was ignored: only the reaper can end it
+        # The reaper notices within a moment and ends it after the grace; then it goes too.
         assert wait_until(lambda: not running(worker), ORPHAN_GRACE_SECONDS + 3.0)
+        assert wait_until(lambda: not running(reaper), 2.0)
     finally:
         master.kill()
         master.stdout.close()
-        if worker is not None and running(worker):
-            os.kill(worker[0], signal.SIGKILL)  # the test failed: leave nothing behind
+        for process in (worker, reaper):
+            if process is not None and running(process):
+                os.kill(process[0], signal.SIGKILL)  # the test failed: leave nothing behind
+
+
+# A master that forks one web worker set up as serve sets them up; the worker serves on (sleeps) and prints its pid.
+LIVING_WORKER = """
+import os, time
+from wallet_market.cli import serve
+serve._master_pid = os.getpid()
+if os.fork() == 0:
+    serve.prepare_worker_process()
+    print(os.getpid(), flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def test_a_web_worker_whose_master_lives_is_left_alone_by_its_reaper_which_goes_with_the_worker():
+    master = subprocess.Popen([sys.executable, "-c", LIVING_WORKER], stdout=subprocess.PIPE, text=True)
+    worker = reaper = None
+    try:
+        worker = identity(int(master.stdout.readline()))
+        reaper = reaper_of(worker)
+        time.sleep(ORPHAN_GRACE_SECONDS + 1.5)  # longer than a reaper that acted wrongly would wait
+        assert running(worker) and running(reaper)
+        os.kill(worker[0], signal.SIGTERM)  # the worker ends, as a recycled or stopped one does
+        assert wait_until(lambda: not running(worker), 5.0)
+        assert wait_until(lambda: not running(reaper), 2.0)
+    finally:
+        master.kill()
+        master.stdout.close()
+        for process in (worker, reaper):
+            if process is not None and running(process):
+                os.kill(process[0], signal.SIGKILL)  # the test failed: leave nothing behind
 
 
 def test_kill_9_of_serve_takes_every_descendant_and_serve_restarts_in_the_same_directory(tmp_path):

