@@ -103,8 +103,20 @@ while True:
 
 
 def reaper_of(worker: tuple[int, str]) -> tuple[int, str]:
-    (reaper,) = children(worker[0])
-    assert Path(f"/proc/{reaper}/comm").read_text().strip() == "wm-reaper"
+    """The worker's one child, once it has named itself the reaper."""
+
+    def named() -> list[int]:
+        found = []
+        for pid in children(worker[0]):
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "wm-reaper":
+                    found.append(pid)
+            except OSError:
+                pass
+        return found
+
+    assert wait_until(lambda: len(named()) == 1, 5.0), [command_line(pid) for pid in children(worker[0])]
+    (reaper,) = named()
     return identity(reaper)
 
 

@@ -126,13 +126,15 @@ def start_reaper(master: int, grace_seconds: float, stop_first: bool, interval: 
         return pid
     try:  # the reaper: only system calls and sleeps from here on, then os._exit
         gc.disable()  # a collection would write to, and so copy, every page of the heap it shares
-        os.closerange(3, 65_536)
         prctl = _prctl()
         if prctl is not None:
             prctl(PR_SET_NAME, REAPER_NAME, 0, 0, 0)  # what ps -o comm and top show
-        if not die_with_parent(signal.SIGKILL, expected_parent=worker) and os.getppid() != worker:
-            os._exit(0)
-        while _still_parent(master, worker):
+        os.closerange(3, 65_536)
+        for sig in signal.valid_signals():  # none of the server's handlers: a signal does what the kernel says
+            if callable(signal.getsignal(sig)):
+                signal.signal(sig, signal.SIG_DFL)
+        die_with_parent(signal.SIGKILL, expected_parent=worker)
+        while os.getppid() == worker and _still_parent(master, worker):
             time.sleep(interval)
         if os.getppid() == worker:
             if stop_first:
