@@ -77,6 +77,38 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def listening_sockets(port: int) -> set[str]:
+    """The inodes of the TCP sockets listening on ``port`` (IPv4 and IPv6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()  # sl, local address:port (hex), remote, state (0A: LISTEN), ..., inode
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                found.add(fields[9])
+    return found
+
+
+def sockets_held(pid: int) -> set[str]:
+    """The inodes of the sockets among ``pid``'s open files."""
+    found = set()
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return found
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(target[len("socket:["):-1])
+    return found
+
+
 def command_line(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -204,6 +236,16 @@ class Served:
             pid for pid in children(self.pid)
             if " serve " in command_line(pid) + " " and "redis-server" not in command_line(pid)
         ]
+
+    def listening_workers(self) -> list[int]:
+        """The web workers holding a socket that listens on the port.
+
+        A granian worker on Linux listens on a socket of its own (SO_REUSEPORT),
+        opened once its application is loaded: a worker still starting takes no
+        connection yet. A gunicorn worker holds the master's socket from its fork.
+        """
+        listening = listening_sockets(self.port)
+        return [pid for pid in self.web_workers() if sockets_held(pid) & listening]
 
     def ledger_workers(self) -> list[int]:
         return [pid for pid in children(self.pid) if "wallet_market worker" in command_line(pid)]

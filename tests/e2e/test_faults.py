@@ -288,13 +288,15 @@ def test_a_web_worker_killed_under_load_fails_only_the_requests_it_had_in_flight
             killed_at.append(time.monotonic())
             os.kill(victims[0], signal.SIGKILL)
 
+    # the other worker must be taking connections already, to carry the load alone
+    assert wait_until(lambda: len(served.listening_workers()) == 2, 30), "a web worker never started listening"
     load = Load([served], served.keys["app"])
     load.run(clients=clients, seconds=4.0, during=kill, with_events=False)
     failed = len(load.failures) + sum(status != 200 for status, _ in load.layouts)
     # only what the dying worker held fails: connections reset as it dies, nothing before, nothing after
     assert victims and failed == len(load.failures) <= 2 * clients, (failed, load.failures[:5])
     assert all(0 <= at - killed_at[0] < 1.0 for at in load.failure_times), [t - killed_at[0] for t in load.failure_times]
-    assert wait_until(lambda: len(served.web_workers()) == 2 and victims[0] not in served.web_workers(), 30)
+    assert wait_until(lambda: len(served.listening_workers()) == 2 and victims[0] not in served.web_workers(), 30)
     after = Load([served], served.keys["app"])
     after.run(clients=2, seconds=1.0, with_events=False)
     assert not after.failures and {status for status, _ in after.layouts} == {200}

@@ -64,13 +64,15 @@ def test_sigterm_to_a_web_worker_leaves_layouts_and_readiness_untouched(tmp_path
         assert layout(served, key).status_code == 200
         redis_server = [pid for pid in descendants(served.pid) if "redis-server" in command_line(pid)]
         assert len(redis_server) == 1  # the master's own child
+        # /readyz answers as soon as one worker does: wait for the other too, so one can carry on alone
+        assert wait_until(lambda: len(served.listening_workers()) == 2, 30), "a web worker never started listening"
         victim = served.web_workers()[0]
         os.kill(victim, signal.SIGTERM)
         assert wait_until(lambda: victim not in served.web_workers(), 15)
 
         seen = answers_for(served, key, 3.0)
         assert seen and all(answer == (200, 200, "ready") for answer in seen), seen
-        assert wait_until(lambda: len(served.web_workers()) == 2, 30), "the worker was not replaced"
+        assert wait_until(lambda: len(served.listening_workers()) == 2, 30), "the worker was not replaced"
         if server == "gunicorn":
             # gunicorn recycles each worker after about 25 requests: many recycles, never a failure
             before = set(served.web_workers())
