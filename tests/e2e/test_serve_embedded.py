@@ -174,6 +174,51 @@ def test_a_web_worker_whose_master_lives_is_left_alone_by_its_reaper_which_goes_
                 os.kill(process[0], signal.SIGKILL)  # the test failed: leave nothing behind
 
 
+# granian's server as serve builds it, with its signal handler installed as granian installs it in the
+# master; then a fork that, like a web worker not yet set up, still runs that handler. Prints the
+# child's pid, then how SIGTERM ended the child and what it did to the master.
+FRESH_FORK = """
+import os, signal, sys, time
+from wallet_market.cli.serve import _granian_server
+server = _granian_server()("wallet_market.app:create_app")
+server.pid = os.getpid()
+signal.signal(signal.SIGTERM, server.signal_handler_interrupt)
+started, running = os.pipe()
+child = os.fork()
+if child == 0:
+    os.write(running, b"x")  # past the fork: a signal now reaches Python's handlers
+    while True:
+        time.sleep(0.05)
+os.read(started, 1)
+print(child, flush=True)
+os.kill(child, signal.SIGTERM)
+deadline = time.monotonic() + 5
+while time.monotonic() < deadline:
+    done, status = os.waitpid(child, os.WNOHANG)
+    if done:
+        break
+    time.sleep(0.05)
+else:
+    os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    status = None
+print("killed by SIGTERM" if status is not None and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+      else f"survived ({status})")
+print(server.interrupt_signal, server.main_loop_interrupt.is_set())
+os.kill(os.getpid(), signal.SIGTERM)
+print(server.interrupt_signal, server.main_loop_interrupt.is_set(), flush=True)
+"""
+
+
+def test_sigterm_to_a_granian_worker_not_yet_set_up_ends_it_and_leaves_the_master_serving():
+    done = subprocess.run([sys.executable, "-c", FRESH_FORK], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    _child, ended, master_before, master_after = done.stdout.splitlines()
+    assert ended == "killed by SIGTERM"
+    assert master_before == "False False"  # the worker's stop asked nothing of the master
+    assert master_after == "True True"  # while the master's own SIGTERM asks its serve loop to stop
+
+
 def test_kill_9_of_serve_takes_every_descendant_and_serve_restarts_in_the_same_directory(tmp_path):
     first = Served(tmp_path, service_env(), "--workers", "2", name="first").start()
     key = first.keys["app"]

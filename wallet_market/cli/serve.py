@@ -159,12 +159,25 @@ def _granian_server():
     the same worker twice within a few seconds would take the service down. Here
     a worker that dies is always respawned, after a short pause when it lived
     only briefly (so a worker that cannot start does not spin).
+
+    A worker forked a moment ago runs the master's signal handlers until it is
+    set up (:func:`prepare_worker_process`). There a stop would only set a flag
+    in the worker's copy of the server and be lost, and the worker would go on
+    to serve until the master killed it ``GRACEFUL_SECONDS`` later; here it
+    ends the worker at once, as the same signal does a moment later.
     """
     import time
 
     from granian import Granian
 
     class Server(Granian):
+        def signal_handler_interrupt(self, signum: int = signal.SIGTERM, *args, **kwargs):
+            if os.getpid() != self.pid:  # a worker, not yet set up: stop as the signal says
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+                return
+            super().signal_handler_interrupt(signum, *args, **kwargs)
+
         def _respawn_workers(self, workers, spawn_target, target_loader, delay: float = 0):
             now = time.monotonic()
             if not delay and any(now - self.wrks[idx].birth < SHORT_LIVED_SECONDS for idx in workers):
