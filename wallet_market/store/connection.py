@@ -157,13 +157,7 @@ def _still_parent(master: int, pid: int) -> bool:
     except FileNotFoundError:
         return False
     except OSError:  # no /proc here: ask whether the master still exists
-        try:
-            os.kill(master, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return _pid_alive(master)
 
 
 # -- the embedded server -----------------------------------------------------------
