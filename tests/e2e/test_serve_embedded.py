@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -89,15 +90,16 @@ def test_sigterm_to_a_web_worker_leaves_layouts_and_readiness_untouched(tmp_path
     assert "DB saved on disk" in (tmp_path / "var" / "wallet_market.db.log").read_text()
 
 
-# A master that forks one web worker set up as serve sets them up; the worker then ignores SIGTERM, as a
-# graceful stop that never ends would, and prints its pid.
-HANGING_WORKER = """
-import os, signal, time
+# A master that forks one web worker set up as serve sets them up; the worker prints its pid and serves
+# on (sleeps). With IGNORE_SIGTERM it then ignores SIGTERM, as a graceful stop that never ends would.
+MASTER_AND_WORKER = """
+import os, signal, sys, time
 from wallet_market.cli import serve
 serve._master_pid = os.getpid()
 if os.fork() == 0:
     serve.prepare_worker_process()
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if sys.argv[1] == "IGNORE_SIGTERM":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print(os.getpid(), flush=True)
 while True:
     time.sleep(1)
@@ -122,56 +124,41 @@ def reaper_of(worker: tuple[int, str]) -> tuple[int, str]:
     return identity(reaper)
 
 
-def test_a_web_worker_whose_stop_hangs_is_ended_soon_after_its_master_is_killed():
-    master = subprocess.Popen([sys.executable, "-c", HANGING_WORKER], stdout=subprocess.PIPE, text=True)
+@contextmanager
+def master_with_a_worker(worker_mode: str):
+    """The master of ``MASTER_AND_WORKER``, its worker and the worker's reaper; whatever is left is killed."""
+    master = subprocess.Popen([sys.executable, "-c", MASTER_AND_WORKER, worker_mode], stdout=subprocess.PIPE, text=True)
     worker = reaper = None
     try:
         worker = identity(int(master.stdout.readline()))
         reaper = reaper_of(worker)
+        yield master, worker, reaper
+    finally:
+        master.kill()
+        master.wait()
+        master.stdout.close()
+        for process in (worker, reaper):
+            if process is not None and running(process):
+                os.kill(process[0], signal.SIGKILL)  # the test failed: leave nothing behind
+
+
+def test_a_web_worker_whose_stop_hangs_is_ended_soon_after_its_master_is_killed():
+    with master_with_a_worker("IGNORE_SIGTERM") as (master, worker, reaper):
         os.kill(master.pid, signal.SIGKILL)
         master.wait()
         assert running(worker)  # the kernel's SIGTERM was ignored: only the reaper can end it
         # The reaper notices within a moment and ends it after the grace; then it goes too.
         assert wait_until(lambda: not running(worker), ORPHAN_GRACE_SECONDS + 3.0)
         assert wait_until(lambda: not running(reaper), 2.0)
-    finally:
-        master.kill()
-        master.stdout.close()
-        for process in (worker, reaper):
-            if process is not None and running(process):
-                os.kill(process[0], signal.SIGKILL)  # the test failed: leave nothing behind
-
-
-# A master that forks one web worker set up as serve sets them up; the worker serves on (sleeps) and prints its pid.
-LIVING_WORKER = """
-import os, time
-from wallet_market.cli import serve
-serve._master_pid = os.getpid()
-if os.fork() == 0:
-    serve.prepare_worker_process()
-    print(os.getpid(), flush=True)
-while True:
-    time.sleep(1)
-"""
 
 
 def test_a_web_worker_whose_master_lives_is_left_alone_by_its_reaper_which_goes_with_the_worker():
-    master = subprocess.Popen([sys.executable, "-c", LIVING_WORKER], stdout=subprocess.PIPE, text=True)
-    worker = reaper = None
-    try:
-        worker = identity(int(master.stdout.readline()))
-        reaper = reaper_of(worker)
+    with master_with_a_worker("SERVE") as (_master, worker, reaper):
         time.sleep(ORPHAN_GRACE_SECONDS + 1.5)  # longer than a reaper that acted wrongly would wait
         assert running(worker) and running(reaper)
         os.kill(worker[0], signal.SIGTERM)  # the worker ends, as a recycled or stopped one does
         assert wait_until(lambda: not running(worker), 5.0)
         assert wait_until(lambda: not running(reaper), 2.0)
-    finally:
-        master.kill()
-        master.stdout.close()
-        for process in (worker, reaper):
-            if process is not None and running(process):
-                os.kill(process[0], signal.SIGKILL)  # the test failed: leave nothing behind
 
 
 # granian's server as serve builds it, with its signal handler installed as granian installs it in the
