@@ -91,6 +91,23 @@ def test_query_strings_are_checked_once_and_a_refused_one_stays_refused(demo_app
         app_api._layout_queries[b"page=home&device_model=pura-70&app_version=5.2.0"]["page"] = "other"
 
 
+def test_a_known_query_string_is_not_parsed_again(demo_app):
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    from wallet_market.api import app_api
+
+    def request_for(query: str) -> Request:
+        return Request(EnvironBuilder(path="/v1/layout", query_string=query).get_environ())
+
+    first = request_for("page=home&region=shanghai")
+    assert app_api.layout_query_args(first)["region"] == "shanghai"
+    assert "args" in first.__dict__  # werkzeug keeps the parsed query on the request once it is read
+    again = request_for("page=home&region=shanghai")
+    assert app_api.layout_query_args(again)["region"] == "shanghai"
+    assert "args" not in again.__dict__
+
+
 def test_a_layout_makes_at_most_one_redis_round_trip(demo_app, client, auth, comps, monkeypatch):
     """One pipeline: on a single Redis one round trip, on a cluster at most one to each node."""
     token = _prime_user(client, auth, comps)

@@ -10,7 +10,7 @@ from flask.views import MethodView
 from .bodies import Blueprint
 from flask_smorest.error_handler import ErrorSchema
 from marshmallow import EXCLUDE, ValidationError
-from werkzeug.datastructures import MultiDict
+from werkzeug.wrappers import Request
 
 from .. import metrics
 from ..domain.users import UserProfile
@@ -30,13 +30,14 @@ LAYOUT_QUERY_MEMO_SIZE = 4096
 _layout_queries: dict[bytes, Mapping[str, Any]] = {}
 
 
-def layout_query_args(query_string: bytes, args: MultiDict) -> Mapping[str, Any]:
-    """The checked layout query arguments of ``query_string`` (``args``: its parsed form)."""
+def layout_query_args(req: Request) -> Mapping[str, Any]:
+    """The checked layout query arguments of ``req``; its query string is parsed only when not yet known."""
+    query_string = req.query_string
     known = _layout_queries.get(query_string)
     if known is not None:
         return known
     try:
-        checked = LAYOUT_QUERY.load(args.to_dict(), unknown=EXCLUDE)
+        checked = LAYOUT_QUERY.load(req.args.to_dict(), unknown=EXCLUDE)
     except ValidationError as exc:
         raise Invalid("invalid query arguments", {"query": exc.messages}) from None
     if len(_layout_queries) >= LAYOUT_QUERY_MEMO_SIZE:
@@ -74,7 +75,7 @@ class Layout(MethodView):
         expired token: 401). Each slot carries a signed impression token naming
         the decision, slot, product, rule-set version and user.
         """
-        args = layout_query_args(request.query_string, request.args)
+        args = layout_query_args(request)
         device_id = request.headers.get("X-Device-Id") or None
         if device_id is not None and (len(device_id) > DEVICE_ID_MAX or not device_id.isprintable()):
             raise Invalid("invalid X-Device-Id", {"X-Device-Id": [f"must be 1–{DEVICE_ID_MAX} printable characters"]})
