@@ -1,12 +1,16 @@
 """The benchmark's baseline: a bare Flask endpoint making one Redis pipeline call.
 
-The pipeline reads what a layout reads (the key check script with its rate
-counter, a profile, two hashes, a set) so both sides pay for the same round
-trip; the difference is everything the service does besides.
+The pipeline reads what a layout reads (the key check script for the
+benchmark's own API key, held in-process as the service holds it, with its
+rate counter this minute; a profile, two hashes, a set) so both sides pay for
+the same round trip and the same work in Redis; the difference is everything
+the service does besides. The key's hash comes in ``BENCH_APP_KEY_HASH``
+(:meth:`bench.harness.BenchStore.app_auth` sets it).
 """
 from __future__ import annotations
 
 import os
+import time
 
 import redis
 from flask import Flask, jsonify
@@ -19,20 +23,27 @@ def create_baseline_app() -> Flask:
     app = Flask(__name__)
     client = redis.Redis.from_url(os.environ["WALLET_MARKET_REDIS_URL"])
     keys = Keys(os.environ.get("WALLET_MARKET_KEY_PREFIX", "wm"))
-    api_keys, rate, last_used = keys.api_keys(), keys.rate_limit("bench", 0), keys.api_keys_last_used()
+    key_hash = os.environ.get("BENCH_APP_KEY_HASH")
+    if not key_hash:
+        raise SystemExit("BENCH_APP_KEY_HASH is not set: make the benchmark's key with BenchStore.app_auth first")
+    api_keys, last_used = keys.api_keys(), keys.api_keys_last_used()
     check_key = script_text("check_key")
     profile, impressions = keys.profile("bench-user-0"), keys.impressions_today("bench-user-0", "0")
     suppressed, at_cap = keys.suppressed_partners("bench-user-0"), keys.leads_at_cap("0")
 
     @app.get("/baseline")
     def baseline():
+        now = time.time()
+        rate = keys.rate_limit(key_hash[:16], int(now // 60))
         pipe = client.pipeline(transaction=False)
-        pipe.execute_command("EVAL", check_key, 3, api_keys, rate, last_used, "x", "1", 120, 0)
+        pipe.execute_command("EVAL", check_key, 3, api_keys, rate, last_used, key_hash, "0", 120, int(now))
         pipe.get(profile)
         pipe.hgetall(impressions)
         pipe.hgetall(suppressed)
         pipe.smembers(at_cap)
         results = pipe.execute()
+        if not int(results[0][0]):
+            return jsonify({"ok": False, "error": "the benchmark's API key is unknown"}), 401
         return jsonify({"ok": True, "profile_bytes": len(results[1] or b"")})
 
     return app

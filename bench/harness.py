@@ -255,8 +255,12 @@ class BenchStore:
         return self
 
     def app_auth(self) -> dict[str, str]:
-        """The ``Authorization`` header of a new ``app`` key."""
-        return {"Authorization": f"Bearer {self.comps.api_keys.create('app', name='bench')}"}
+        """The ``Authorization`` header of a new ``app`` key; the bare floor checks the same key."""
+        from wallet_market.store.access import key_hash
+
+        api_key = self.comps.api_keys.create("app", name="bench")
+        self.env["BENCH_APP_KEY_HASH"] = key_hash(api_key)
+        return {"Authorization": f"Bearer {api_key}"}
 
     def layout_app(self):
         """The service as a WSGI app in this process, on this store, without the per-key rate limit."""
@@ -272,7 +276,7 @@ class BenchStore:
         """The bare floor (``bench/baseline_app.py``) as a WSGI app in this process, on this store."""
         from bench.baseline_app import create_baseline_app
 
-        os.environ.update({k: v for k, v in self.env.items() if k.startswith("WALLET_MARKET_")})
+        os.environ.update({k: v for k, v in self.env.items() if k.startswith(("WALLET_MARKET_", "BENCH_"))})
         return create_baseline_app()
 
     def serve(self, port: int, workers: int, threads: int, server: str | None = None) -> subprocess.Popen:
