@@ -98,7 +98,31 @@ def wait_for(condition, timeout):
     return False
 
 
-@pytest.mark.timeout(180)
+def kill_mid_stream(redis_client, redis_url, prefix: str, events) -> tuple[Ledger, int, int]:
+    """Load ``events`` under ``prefix``, start a worker and SIGKILL it once it has made progress.
+
+    Returns the ledger, how many entries the stream held and how many were left unapplied.
+    """
+    ledger = load(redis_client, Keys(prefix), events)
+    total = ledger.lag()
+    assert total == len(events)
+    first = start_worker(redis_url, prefix, "first")
+    try:
+        # kill it as soon as it has made progress, so that plenty is left even on a slow, busy machine
+        assert wait_for(lambda: ledger.lag() < total * 0.99, 60), first.stdout.read1().decode()
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    return ledger, total, ledger.lag()
+
+
+# The worker drains the whole stream in well under a second. Should this process be held off the
+# CPU for that long between starting the worker and killing it, the kill lands after the end of the
+# stream and proves nothing; that attempt is set aside and the scenario runs again on a stream of its own.
+KILL_ATTEMPTS = 3
+
+
+@pytest.mark.timeout(240)
 def test_a_worker_killed_mid_stream_and_restarted_leaves_exact_counters(redis_url, redis_client, key_prefix):
     events = history()
     reference_keys = Keys(f"{key_prefix}:reference")
@@ -106,23 +130,18 @@ def test_a_worker_killed_mid_stream_and_restarted_leaves_exact_counters(redis_ur
     LedgerWorker(redis_client, reference_keys, consumer="clean").run_until_idle(timeout_seconds=120)
     expected = state(redis_client, reference_keys, reference)
 
-    keys = Keys(key_prefix)
-    ledger = load(redis_client, keys, events)
-    total = ledger.lag()
-    assert total == len(events)
+    lefts = []
+    for attempt in range(KILL_ATTEMPTS):
+        prefix = f"{key_prefix}:attempt{attempt}"  # under the test's prefix: removed with it
+        ledger, total, left = kill_mid_stream(redis_client, redis_url, prefix, events)
+        lefts.append(left)
+        if 0 < left < total:
+            break
+    assert 0 < left < total, f"no kill landed mid-stream in {KILL_ATTEMPTS} attempts (left: {lefts} of {total})"
+    keys = Keys(prefix)
+    assert state(redis_client, keys, ledger) != expected  # killed mid-stream, typically with a batch half done
 
-    first = start_worker(redis_url, key_prefix, "first")
-    try:
-        # kill it as soon as it has made progress, so that plenty is left even on a slow, busy machine
-        assert wait_for(lambda: ledger.lag() < total * 0.99, 60), first.stdout.read1().decode()
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    left = ledger.lag()
-    assert 0 < left < total  # killed mid-stream, with entries left and, typically, a batch half done
-    assert state(redis_client, keys, ledger) != expected
-
-    second = start_worker(redis_url, key_prefix, "second")
+    second = start_worker(redis_url, prefix, "second")
     try:
         assert wait_for(lambda: ledger.lag() == 0, 120)
         second.send_signal(signal.SIGTERM)  # and it stops gracefully
