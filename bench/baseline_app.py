@@ -16,7 +16,7 @@ import redis
 from flask import Flask, jsonify
 
 from wallet_market.store.keys import Keys
-from wallet_market.store.ledger import script_text
+from wallet_market.store.layout_reads import queue_key_reads
 
 
 def create_baseline_app() -> Flask:
@@ -26,17 +26,13 @@ def create_baseline_app() -> Flask:
     key_hash = os.environ.get("BENCH_APP_KEY_HASH")
     if not key_hash:
         raise SystemExit("BENCH_APP_KEY_HASH is not set: make the benchmark's key with BenchStore.app_auth first")
-    api_keys, last_used = keys.api_keys(), keys.api_keys_last_used()
-    check_key = script_text("check_key")
     profile, impressions = keys.profile("bench-user-0"), keys.impressions_today("bench-user-0", "0")
     suppressed, at_cap = keys.suppressed_partners("bench-user-0"), keys.leads_at_cap("0")
 
     @app.get("/baseline")
     def baseline():
-        now = time.time()
-        rate = keys.rate_limit(key_hash[:16], int(now // 60))
         pipe = client.pipeline(transaction=False)
-        pipe.execute_command("EVAL", check_key, 3, api_keys, rate, last_used, key_hash, "0", 120, int(now))
+        queue_key_reads(pipe, keys, key_hash, False, time.time())  # the layout's key check, its key held in-process
         pipe.get(profile)
         pipe.hgetall(impressions)
         pipe.hgetall(suppressed)
