@@ -184,7 +184,7 @@ def build_components(settings: Settings) -> Components:
     )
     snapshots.listeners.append(lambda snap: metrics.RULESET_VERSION.set(snap.version))
     # The process's one subscriber also tells the key cache which keys were revoked.
-    snapshots.subscribe(keys.api_keys_revoked_channel(), access.on_revoked)
+    snapshots.channels[keys.api_keys_revoked_channel()] = access.load_revoked
 
     # The partner gateway: one pooled, signed client with breakers shared through Redis.
     partner_client = PartnerClient(
@@ -322,6 +322,7 @@ def build_components(settings: Settings) -> Components:
     except redis.RedisError as exc:
         log.warning("learned rates not loaded at start-up: %s", exc)
     experiment_serving.refresh()
+    access.load_revoked()  # before serving: a key revoked while this process was not listening is known
     return components
 
 

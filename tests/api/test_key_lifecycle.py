@@ -151,3 +151,41 @@ def test_a_key_revoked_through_one_instance_is_refused_by_another_within_two_sec
         assert client.get("/v1/layout?page=home", headers=bearer(revoked)).status_code == 401
     finally:
         other.extensions["wallet_market"].close()
+
+
+def test_a_process_started_after_a_revocation_refuses_the_revoked_key_on_its_tag_during_an_outage(
+    demo_app, comps, settings_overrides
+):
+    from wallet_market.app import create_app
+
+    revoked, kept = comps.api_keys.create("app", name="gone"), comps.api_keys.create("app", name="kept")
+    assert comps.api_keys.revoke(key_id(revoked)) is not None  # announced before the other process listens
+    assert key_id(revoked) in comps.api_keys.revoked_ids()
+
+    other = create_app(settings_overrides, start_background=False)  # it never heard the announcement
+    try:
+        theirs = other.extensions["wallet_market"]
+        theirs.layouts.client = dead_redis()  # the outage begins before either key was ever seen here
+        client = other.test_client()
+        degraded = client.get("/v1/layout?page=home", headers=bearer(kept))
+        assert degraded.status_code == 200 and degraded.get_json()["degraded"] is True
+        refused = client.get("/v1/layout?page=home", headers=bearer(revoked))
+        assert refused.status_code == 401 and refused.get_json()["errors"] == {"Authorization": ["revoked API key"]}
+    finally:
+        other.extensions["wallet_market"].close()
+
+
+def test_a_process_that_never_read_the_revoked_keys_accepts_no_key_on_its_tag_alone(comps):
+    from wallet_market.services.access import KeyTags
+
+    tagged = comps.api_keys.create("app", name="never seen")
+    store = ApiKeyStore(dead_redis(), comps.keys)  # started while Redis was away
+    access = Access(store, comps.user_tokens, 1000, key_tags=KeyTags(comps.settings.secret_key))
+    assert access.load_revoked() is False
+    with pytest.raises(Unavailable):
+        access.degraded(tagged, ("app",), offline_roles=("app",))
+
+    store.client = comps.redis  # Redis answers once: the revoked ids are read
+    assert access.load_revoked() is True
+    store.client = dead_redis()  # and goes away again
+    assert access.degraded(tagged, ("app",), offline_roles=("app",)).role == "app"

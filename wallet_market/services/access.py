@@ -14,10 +14,17 @@ A key also carries a tag, an HMAC of its role and random part under the
 service secret (``wm_<role>_<random>_<tag>``; see :class:`KeyTags`). While
 Redis is unreachable a process can check a tag offline: an ``app`` key whose
 tag verifies gets its layouts (degraded: no personal data, no rate count) even
-if this process never saw it (unless it heard the key revoked); nothing else is
-accepted on a tag alone, and a key shaped like a tagged one whose tag does not
-verify is refused. With Redis up the store decides, as for keys made before
-tags existed.
+if this process never saw it; nothing else is accepted on a tag alone, and a
+key shaped like a tagged one whose tag does not verify is refused. With Redis
+up the store decides, as for keys made before tags existed.
+
+A tag outlives its key, so the ids of revoked keys are kept in Redis for good
+(:meth:`ApiKeyStore.revoked_ids`). A process reads that set when it starts, each
+time its subscriber (re)connects and on its slow poll (:meth:`Access.load_revoked`),
+besides hearing each revocation as it happens; a revocation it missed while
+starting or disconnected is learnt there. A process that has never read the set
+(it started while Redis was away) accepts no key on its tag alone: it answers
+503 for such keys, as it cannot tell a revoked one from a live one.
 """
 from __future__ import annotations
 
@@ -128,7 +135,8 @@ class Access:
         self.outage_grace_seconds = outage_grace_seconds
         self.clock = clock
         self._cache: dict[str, _Cached] = {}
-        self._revoked: set[str] = set()  # key ids announced revoked: never cached again
+        self._revoked: set[str] = set()  # ids of revoked keys: never cached again, never accepted on a tag
+        self._revoked_loaded = False  # whether this process has read the stored set of revoked ids
         self._lock = threading.Lock()
 
     # -- API keys -----------------------------------------------------------
@@ -168,7 +176,7 @@ class Access:
             key_id = digest[:12]
             if role is not None and key_id in self._revoked:
                 raise Unauthorized("revoked API key", {"Authorization": ["revoked API key"]})
-            if role is None or (role in roles and role not in offline_roles):
+            if role is None or not self._revoked_loaded or (role in roles and role not in offline_roles):
                 raise Unavailable("the key store is unreachable; retry shortly")
             principal = Principal(role=role, name="", key_id=key_id)
         return self._check(principal, roles, 0)
@@ -183,20 +191,24 @@ class Access:
             return self.degraded(api_key, roles)
         return self.finish(digest, cached, facts, roles)
 
-    def forget(self, key_id: str) -> int:
-        """Drop the revoked key ``key_id`` from this process's cache; how many entries went."""
+    def forget(self, key_ids: set[str]) -> int:
+        """Mark the keys ``key_ids`` revoked and drop them from this process's cache; how many entries went."""
         with self._lock:
-            if len(self._revoked) > CACHE_SIZE:
-                self._revoked.clear()
-            self._revoked.add(key_id)
-            gone = [d for d, c in self._cache.items() if c.principal.key_id == key_id]
+            self._revoked |= key_ids
+            gone = [d for d, c in self._cache.items() if c.principal.key_id in key_ids]
             for digest in gone:
                 del self._cache[digest]
         return len(gone)
 
-    def on_revoked(self, message: bytes | str) -> None:
-        """A message of the revocation channel: the key id to forget."""
-        self.forget(message.decode() if isinstance(message, bytes) else str(message))
+    def load_revoked(self) -> bool:
+        """Read the stored ids of revoked keys and forget each; False (nothing changed) while Redis is unreachable."""
+        try:
+            key_ids = self.api_keys.revoked_ids()
+        except redis.RedisError:
+            return False
+        self.forget(key_ids)
+        self._revoked_loaded = True
+        return True
 
     def recheck(self, api_key_hash: str, roles: tuple[str, ...]) -> Principal:
         """Verify a key known only by its hash (a signed-in console session) is still valid, for ``roles``."""

@@ -10,7 +10,7 @@ import orjson
 
 from .connection import RedisClient
 from .keys import Keys
-from .replies import text
+from .replies import text, text_set
 
 ROLES = ("app", "pm", "finance", "internal")
 
@@ -71,9 +71,11 @@ class ApiKeyStore:
     def revoke(self, key_id: str) -> dict[str, Any] | None:
         """Delete the key ``key_id`` and tell every process to forget it; its listing entry, or None if unknown.
 
-        The deletion is one transaction in the ``{auth}`` slot; the announcement
-        is published after it, outside any pipeline (Redis Cluster refuses
-        PUBLISH inside a transaction).
+        The deletion and the entry in the set of revoked ids are one transaction
+        in the ``{auth}`` slot, so a process that starts or reconnects later
+        still learns of it (:meth:`revoked_ids`); the announcement is published
+        after it, outside any pipeline (Redis Cluster refuses PUBLISH inside a
+        transaction).
         """
         records = self.client.hgetall(self.keys.api_keys())
         parsed = [(digest, orjson.loads(raw)) for digest, raw in records.items()]
@@ -84,11 +86,16 @@ class ApiKeyStore:
         pipe = self.client.pipeline(transaction=True)
         pipe.hdel(self.keys.api_keys(), digest)
         pipe.hdel(self.keys.api_keys_last_used(), digest)
-        deleted, _ = pipe.execute()
+        pipe.sadd(self.keys.api_keys_revoked(), key_id)
+        deleted, _, _ = pipe.execute()
         if not deleted:
             return None
         self.client.publish(self.keys.api_keys_revoked_channel(), key_id)
         return {"key_id": key_id, "name": record.get("name", ""), "role": record.get("role", "")}
+
+    def revoked_ids(self) -> set[str]:
+        """The ids of every key ever revoked."""
+        return text_set(self.client.smembers(self.keys.api_keys_revoked()))
 
 
 def key_id_of(digest: str, record: dict[str, Any]) -> str:

@@ -6,7 +6,7 @@ operation runs unchanged on Redis Cluster:
 
 - ``{catalog}``: the draft, the published rule-set versions, the audit log and
   partner secrets — publishing is one transaction over them.
-- ``{auth}``: API key records, when each was last used and the per-minute
+- ``{auth}``: API key records, the ids of revoked keys, when each was last used and the per-minute
   request counters — checking a key and counting its request is one script.
 - ``{u:<user_id>}``: everything about one user — profile, frequency caps,
   suppression, pre-screen answers — read by a layout in one pipeline.
@@ -91,6 +91,10 @@ class Keys:
     def rate_limit(self, key_id: str, window: int) -> str:
         """Request counter of one (known) API key in one fixed window, beside the key records."""
         return f"{self.prefix}:{{auth}}:rl:{key_id}:{int(window)}"
+
+    def api_keys_revoked(self) -> str:
+        """Set of the ids of every revoked key: a tag stays valid after its key is deleted, so this is kept."""
+        return f"{self.prefix}:{{auth}}:revoked_key_ids"
 
     def api_keys_revoked_channel(self) -> str:
         """Pub/sub channel naming each revoked key id, so every process drops it from its cache."""

@@ -6,9 +6,11 @@ publish channel and reloads within a moment of a publish; a slow poll covers
 missed messages and reconnects. While Redis is unreachable the last snapshot
 keeps serving.
 
-The same thread is the process's one subscriber: other parts hand it a channel
-and a handler (:meth:`SnapshotHolder.subscribe`), such as the API-key cache
-listening for revoked keys.
+The same thread is the process's one subscriber: other parts name a channel
+and what to call on each of its messages (:attr:`SnapshotHolder.channels`),
+such as the running experiments and the API-key cache listening for revoked
+keys. What they name is also called after each (re)subscription and on each
+slow poll, so a message missed while disconnected is caught up on.
 """
 from __future__ import annotations
 
@@ -60,11 +62,10 @@ class SnapshotHolder(Generic[T]):
         self._pubsub: PubSub | None = None
         self.last_error: str | None = None
         self.listeners: list[Callable[[Snapshot[T]], None]] = []
-        self._handlers: dict[str, Callable[[bytes], None]] = {}
         self._quiet = RepeatLimiter(log)
-        # Other channels the same listener follows (experiments): channel → what to call on a message,
-        # also called on each fallback poll and after (re)subscribing.
-        self.channels: dict[str, Callable[[], None]] = {}
+        # Other channels the same listener follows (experiments, revoked keys): channel → what to call
+        # on a message, also called on each fallback poll and after (re)subscribing.
+        self.channels: dict[str, Callable[[], object]] = {}
 
     @property
     def current(self) -> Snapshot[T] | None:
@@ -101,10 +102,6 @@ class SnapshotHolder(Generic[T]):
     def version(self) -> int:
         return self._current.version if self._current else 0
 
-    def subscribe(self, channel: str, handler: Callable[[bytes], None]) -> None:
-        """Call ``handler`` with the data of every message on ``channel`` (subscribed when the listener starts)."""
-        self._handlers[channel] = handler
-
     def start(self) -> None:
         """Start the background listener (once per process, after any fork)."""
         if self._thread is not None:
@@ -125,7 +122,7 @@ class SnapshotHolder(Generic[T]):
             try:
                 if self._pubsub is None:
                     self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-                    self._pubsub.subscribe(self.keys.published_channel(), *self._handlers, *self.channels)
+                    self._pubsub.subscribe(self.keys.published_channel(), *self.channels)
                     self.refresh()  # catch up on whatever was published while unsubscribed
                     self._notify(list(self.channels))
                 message = self._pubsub.get_message(timeout=min(1.0, self.poll_seconds or 1.0))
@@ -142,19 +139,12 @@ class SnapshotHolder(Generic[T]):
         self._close_pubsub()
 
     def _dispatch(self, message: dict[str, Any]) -> None:
-        raw_channel, data = message.get("channel"), message.get("data")
+        raw_channel = message.get("channel")
         channel = raw_channel.decode() if isinstance(raw_channel, bytes) else str(raw_channel)
         if channel in self.channels:
             self._notify([channel])
             return
-        handler = self._handlers.get(channel)
-        if handler is None:
-            self.refresh()
-            return
-        try:
-            handler(data if isinstance(data, bytes) else str(data).encode())
-        except Exception:  # a handler's fault must not stop the listener
-            log.exception("handler of %s failed", channel)
+        self.refresh()
 
     def _notify(self, channels: list[str]) -> None:
         for channel in channels:
