@@ -194,8 +194,11 @@ class Access:
     def forget(self, key_ids: set[str]) -> int:
         """Mark the keys ``key_ids`` revoked and drop them from this process's cache; how many entries went."""
         with self._lock:
-            self._revoked |= key_ids
-            gone = [d for d, c in self._cache.items() if c.principal.key_id in key_ids]
+            new = key_ids - self._revoked  # a known id is in no cache entry: _remember never caches it
+            if not new:
+                return 0
+            self._revoked |= new
+            gone = [d for d, c in self._cache.items() if c.principal.key_id in new]
             for digest in gone:
                 del self._cache[digest]
         return len(gone)
