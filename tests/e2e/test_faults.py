@@ -2,7 +2,8 @@
 port, an append-only file so a restart loses nothing acknowledged), stopped and started by its pid.
 
 - Redis away: layouts keep coming (degraded), also for an app key no worker has
-  seen yet, whose tag proves it; a forged key is refused; events get 503.
+  seen yet, whose tag proves it; a forged key is refused, and so is a revoked
+  one, also by a worker started after the revocation; events get 503.
 - Redis restarted under layout and event load: no layout fails, events refused
   meanwhile are accepted once it is back, and the ledger counts exactly what
   was acknowledged.
