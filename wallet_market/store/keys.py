@@ -6,8 +6,9 @@ operation runs unchanged on Redis Cluster:
 
 - ``{catalog}``: the draft, the published rule-set versions, the audit log and
   partner secrets — publishing is one transaction over them.
-- ``{auth}``: API key records, the ids of revoked keys, when each was last used and the per-minute
-  request counters — checking a key and counting its request is one script.
+- ``{auth}``: API key records, the ids of revoked keys, when each key was last
+  used and the per-minute request counters — checking a key and counting its
+  request is one script; deleting a key and recording its id, one transaction.
 - ``{u:<user_id>}``: everything about one user — profile, frequency caps,
   suppression, pre-screen answers — read by a layout in one pipeline.
 - ``{p:<partner_id>}``: a partner's circuit breaker.
