@@ -5,7 +5,9 @@ numbers show is what the service's code costs on top of the bare floor (a Flask
 endpoint making the same one Redis pipeline call, ``bench/baseline_app.py``),
 both against the same Redis in the same run, in alternating rounds. This is
 the steadier companion of ``bench/layout_bench.py``: the HTTP server and wrk
-share the machine's cores there, and not here.
+share the machine's cores there, and not here. The decision log a served
+worker writes on a background thread (each layout's analysis record, then the
+stream) is written at the end of each series and counted with it.
 
     python bench/layout_inprocess.py [--requests 3000] [--rounds 3] [--users 500]
         [--profile [--profile-sort tottime] [--profile-lines 40]]

@@ -11,7 +11,9 @@ pipeline call), the logged-in layout and the visitor's layout, all against the
 same Redis, and the layouts are reported as ratios against the floor.
 
 Only this process's instructions are counted: the Redis server's work, the
-same for the floor and the layouts, is not.
+same for the floor and the layouts, is not. The layouts' decision log, which a
+served worker writes on a background thread, is written after each series and
+counted with it.
 
     python bench/layout_instructions.py [--requests 1000] [--warmup 400] [--users 200]
 
